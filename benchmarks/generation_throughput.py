@@ -12,7 +12,7 @@ def measure(dtype, batch_size, prompts, tokens):
     model, tok = load_model(BUNDLED_MODEL, dtype=dtype, device='cpu')
     be = TransformersBackend(model, tok, batch_size=batch_size, progress=False)
     be.generate(prompts[:2], max_new_tokens=4, temperature=0)  # warm-up
-    be.stats.update(prompts=0, sequences=0, new_tokens=0, seconds=0.0)
+    be.reset_stats()
     be.generate(prompts, max_new_tokens=tokens, temperature=0)
     return be.throughput(), be.stats['new_tokens'], be.stats['seconds']
 

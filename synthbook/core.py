@@ -6,7 +6,7 @@ Docs: https://synthbook.github.io/synthbook/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1e95c8c7
 from __future__ import annotations
-import dataclasses, difflib, importlib.metadata, json, os, platform, random, shutil, sys, typing, warnings
+import difflib, importlib.metadata, json, os, platform, random, shutil, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -283,7 +283,7 @@ def load_model(spec:str=BUNDLED_MODEL,  # bundled name, tiny-random, folder or h
     path, dev = resolve_model(spec), pick_device(device)
     dt = pick_dtype(dtype, dev)
     kw = dict(quantization_config=nf4_config(dt), device_map={'': dev}) if load_in_4bit else {}
-    try: tok, m = load_tokenizer(spec), AutoModelForCausalLM.from_pretrained(path, dtype=dt, **kw)
+    try: tok, m = load_tokenizer(path), AutoModelForCausalLM.from_pretrained(path, dtype=dt, **kw)
     except OSError as e: raise ModelError(f"could not load model {spec!r}: {str(e).splitlines()[0]}") from None
     if not load_in_4bit: m.to(dev)
     if lora_r: m = add_lora(m, lora_r, lora_alpha, lora_dropout)

@@ -6,7 +6,7 @@ Docs: https://synthbook.github.io/synthbook/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #b129ec61
 from __future__ import annotations
-import hashlib, importlib.resources, json, os
+import hashlib, importlib.resources, json
 from pathlib import Path
 from .core import Config
 

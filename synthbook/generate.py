@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util, time
 import torch
 from tqdm import tqdm  # text bars: papermill stores them, widgets it cannot
-from .core import Config, load_model_from, resolve_model, pick_device, pick_dtype, ModelError
+from .core import Config, load_model_from, resolve_model, pick_dtype
 from .data import is_messages
 
 # %% auto #0
@@ -27,7 +27,11 @@ def as_messages(prompt, system:str|None=None) -> list[dict]:
 class Backend:
     "Turns prompts into `n` responses each; subclasses implement `_generate`."
     name = 'base'
-    def __init__(self): self.stats = dict(prompts=0, sequences=0, new_tokens=0, seconds=0.0)
+    def __init__(self): self.reset_stats()
+
+    def reset_stats(self):
+        "Zero the counters that `generate` adds to, e.g. to time one run on its own."
+        self.stats = dict(prompts=0, sequences=0, new_tokens=0, seconds=0.0)
 
     def generate(self,
                  prompts:list,  # strings, chat-message lists, or rows with a `prompt` field
