@@ -28,7 +28,7 @@ import torch
 # %% ../nbs/00_core.ipynb #e4b72f49
 BUNDLED_MODEL = 'smollm2-135m-instruct'
 TINY_MODEL = 'tiny-random'
-DEFAULT_STAGES = ['00_core', '01_data', '02_generate']
+DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback']
 
 # %% ../nbs/00_core.ipynb #c982cc35
 class RecipeError(ValueError):
@@ -58,7 +58,17 @@ class Config:
     max_new_tokens: int = 64  # new tokens per response
     temperature: float = 0.7  # sampling temperature, 0 means greedy
     top_p: float = 0.95  # nucleus sampling mass
-    n_samples: int = 2  # responses per prompt
+    n_samples: int = 4  # responses per prompt, the N of West-of-N
+    contrast_weak_model: str = ''  # weaker model for contrasts, empty means the policy model prompted plainly
+    contrast_demos: int = 2  # in-context demonstrations in the strong configuration
+    weak_temperature: float = 1.0  # sampling temperature of the weak configuration
+    filter_length_ratio: float = 2.0  # drop a contrast pair when the weak response is this many times longer
+    near_dup_threshold: float = 0.8  # word-trigram Jaccard at which two texts count as near duplicates
+    judge_model: str = ''  # judge and scorer model, empty means the policy model
+    judge_readout: str = 'logits'  # logits reads the verdict from next-token probabilities, text parses generated text
+    judge_tie_margin: float = 0.02  # an order-averaged P(A better) this close to 0.5 is a tie
+    won_keep_fraction: float = 0.5  # share of West-of-N pairs kept, widest score gap first
+    revision_samples: int = 3  # LLM revisions tried per DPF response before the rule-based fallback
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
