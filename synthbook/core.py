@@ -28,7 +28,7 @@ import torch
 # %% ../nbs/00_core.ipynb #e4b72f49
 BUNDLED_MODEL = 'smollm2-135m-instruct'
 TINY_MODEL = 'tiny-random'
-DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback']
+DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model']
 
 # %% ../nbs/00_core.ipynb #c982cc35
 class RecipeError(ValueError):
@@ -69,6 +69,14 @@ class Config:
     judge_tie_margin: float = 0.02  # an order-averaged P(A better) this close to 0.5 is a tie
     won_keep_fraction: float = 0.5  # share of West-of-N pairs kept, widest score gap first
     revision_samples: int = 3  # LLM revisions tried per DPF response before the rule-based fallback
+    rm_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])  # synthetic-pair methods the reward model trains on
+    rm_epochs: int = 2  # passes over the training pairs
+    rm_learning_rate: float = 1e-4  # peak AdamW learning rate of the adapters and score head
+    rm_batch_size: int = 8  # pairs per optimisation step
+    max_length: int = 512  # tokens of prompt plus response; longer pairs are counted and left out
+    eval_pairs: str = 'synthbook:judge-check'  # labelled pairs no judge trains on: shipped set or JSONL path
+    n_eval_pairs: int = 0  # pairs sampled from eval_pairs, 0 means all
+    bootstrap_samples: int = 1000  # resamples for the confidence intervals
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -264,11 +272,11 @@ def pick_dtype(dtype:str='auto', device:str='cpu') -> torch.dtype:
     if dtype not in ('bfloat16', 'float16', 'float32'): raise ModelError(f"dtype must be auto, bfloat16, float16 or float32, got {dtype!r}")
     return getattr(torch, dtype)
 
-def nf4_config(compute_dtype:torch.dtype=torch.bfloat16):
-    "The QLoRA quantization: NF4 weights, double-quantized scales, `compute_dtype` matmuls."
+def nf4_config(compute_dtype:torch.dtype=torch.bfloat16, skip_modules:list[str]|None=None):
+    "The QLoRA quantization: NF4 weights, double-quantized scales, `compute_dtype` matmuls; `skip_modules` stay unquantized."
     from transformers import BitsAndBytesConfig
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype)
+                              bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip_modules)
 
 # %% ../nbs/00_core.ipynb #41b44f0a
 def load_tokenizer(spec:str=BUNDLED_MODEL):
@@ -285,16 +293,24 @@ def load_model(spec:str=BUNDLED_MODEL,  # bundled name, tiny-random, folder or h
                lora_r:int=0,  # LoRA rank, 0 for no adapters
                lora_alpha:int=32,  # LoRA scale numerator
                lora_dropout:float=0.0,  # LoRA dropout
+               kind:str='causal',  # causal LM, or reward: the backbone with a one-score head (new, random)
               ):  # (model, tokenizer)
     "Load the model and tokenizer named by `spec`."
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
+    if kind not in ('causal', 'reward'): raise ModelError(f"kind must be causal or reward, got {kind!r}")
     hf_logging.disable_progress_bar()  # one bar per load buries the notebook's output
     path, dev = resolve_model(spec), pick_device(device)
     dt = pick_dtype(dtype, dev)
-    kw = dict(quantization_config=nf4_config(dt), device_map={'': dev}) if load_in_4bit else {}
-    try: tok, m = load_tokenizer(path), AutoModelForCausalLM.from_pretrained(path, dtype=dt, **kw)
+    head = ['score'] if kind == 'reward' else None  # a 4-bit score head could not be trained in full
+    kw = dict(quantization_config=nf4_config(dt, head), device_map={'': dev}) if load_in_4bit else {}
+    if kind == 'reward': kw['num_labels'] = 1
+    auto = AutoModelForSequenceClassification if kind == 'reward' else AutoModelForCausalLM
+    prev = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()  # "score weights newly initialized" is the point
+    try: tok, m = load_tokenizer(path), auto.from_pretrained(path, dtype=dt, **kw)
     except OSError as e: raise ModelError(f"could not load model {spec!r}: {str(e).splitlines()[0]}") from None
+    finally: hf_logging.set_verbosity(prev)
+    if kind == 'reward': m.config.pad_token_id = tok.pad_token_id  # the head reads the last non-pad token
     if not load_in_4bit: m.to(dev)
     if lora_r: m = add_lora(m, lora_r, lora_alpha, lora_dropout)
     return m, tok
@@ -309,14 +325,19 @@ def add_lora(model,
              alpha:int=32,  # the update is scaled by alpha/r
              dropout:float=0.0,  # dropout on the adapter input
              target_modules:str|list='all-linear',  # which layers get adapters
-             task_type:str='CAUSAL_LM',  # SEQ_CLS for reward models, which then also train the score head
+             task_type:str='CAUSAL_LM',  # SEQ_CLS for reward models
+             modules_to_save:list[str]|None=None,  # modules trained in full and saved with the adapters, e.g. ['score']
             ):
     "Wrap `model` with trainable LoRA adapters (after k-bit preparation if it is quantized)."
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     if getattr(model, 'is_loaded_in_4bit', False) or getattr(model, 'is_loaded_in_8bit', False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type=task_type)
-    return get_peft_model(model, cfg)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type=task_type,
+                     modules_to_save=modules_to_save)
+    model = get_peft_model(model, cfg)
+    for p in model.parameters():  # trainable weights in fp32: bf16 rounds small optimizer updates away
+        if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16): p.data = p.data.float()
+    return model
 
 # %% ../nbs/00_core.ipynb #b1461c01
 def write_json(obj, path:Path) -> Path:

@@ -11,9 +11,9 @@ from pathlib import Path
 from .core import Config
 
 # %% auto #0
-__all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'CHECKS', 'SHIPPED', 'DataError', 'is_messages', 'text_of', 'check_prompt',
+__all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages', 'text_of', 'check_prompt',
            'check_pair', 'read_jsonl', 'write_jsonl', 'to_dataset', 'from_dataset', 'asset_path', 'unit_hash',
-           'sample_rows', 'load_prompts', 'load_prompts_from', 'split_rows']
+           'sample_rows', 'load_prompts', 'load_prompts_from', 'split_rows', 'load_pairs']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):
@@ -163,3 +163,16 @@ def split_rows(rows:list[dict], heldout_fraction:float=0.25, seed:int=0, key:str
     if not 0 <= heldout_fraction < 1: raise DataError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
     held = [unit_hash(text_of(r[key]), seed + 1) < heldout_fraction for r in rows]  # seed+1: independent of sampling
     return [r for r, h in zip(rows, held) if not h], [r for r, h in zip(rows, held) if h]
+
+# %% ../nbs/01_data.ipynb #eee78d9a
+PAIR_SETS = {'synthbook:judge-check': 'judge_check.jsonl'}
+
+def load_pairs(source:str='synthbook:judge-check',  # shipped pair set or JSONL path
+               n:int=0,  # how many to sample, 0 for all
+               seed:int=0,  # sampling seed
+              ) -> list[dict]:
+    "Preference pairs from `source`, checked, optionally sampled."
+    if source in PAIR_SETS: rows = read_jsonl(asset_path(PAIR_SETS[source]))
+    elif source.startswith('synthbook:'): raise DataError(f"unknown shipped pair set {source!r}; known: {', '.join(PAIR_SETS)}")
+    else: rows = read_jsonl(source)
+    return sample_rows(rows, n, seed, where=source)
