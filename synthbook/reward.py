@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model, write_json
 from .data import DataError, load_pairs, text_of
-from .feedback import Judge, Scorer, question_of, response_of, verdict_of
+from .feedback import METHOD_NOTES, Judge, Scorer, question_of, response_of, verdict_of
 from .generate import as_messages
 
 # %% auto #0
@@ -26,11 +26,12 @@ def as_conversation(pair:dict) -> dict:
     return {'prompt': as_messages(pair['prompt']), 'chosen': side(pair['chosen']), 'rejected': side(pair['rejected'])}
 
 def pairs_of(pairs:list[dict], methods:list[str], where:str='pairs') -> list[dict]:
-    "The pairs made by `methods`; an unknown method or an empty result is an error."
-    known = sorted({p.get('method', '') for p in pairs})
-    if unknown := [m for m in methods if m not in known]:
-        raise DataError(f"{where} has no pairs of method {', '.join(map(repr, unknown))}; it has {', '.join(known)}")
-    return [p for p in pairs if p.get('method') in methods]
+    "The pairs made by `methods`; a method no chapter makes, or no pairs at all, is an error."
+    if unknown := [m for m in methods if m not in METHOD_NOTES]:
+        raise DataError(f"unknown pair method {', '.join(map(repr, unknown))}; known: {', '.join(METHOD_NOTES)}")
+    out = [p for p in pairs if p.get('method') in methods]
+    if not out: raise DataError(f"{where} has no pairs of method {', '.join(methods)}")
+    return out  # a known method with no pairs this run shows as 0 in the table below
 
 def token_lengths(pairs:list[dict], tokenizer) -> list[int]:
     "Tokens in the longer side (prompt plus response) of each pair, as the reward model sees it."

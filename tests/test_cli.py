@@ -23,13 +23,13 @@ def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
                 'max_new_tokens=8', '--run-dir', out)
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads((out/'run.json').read_text())
-    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate', '03_synthetic_feedback']
+    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model']
     assert all(s['status'] == 'ok' and s['seconds'] > 0 for s in rec['stages'].values())
     assert rec['parameters']['model'] == 'tiny-random' and rec['parameters']['n_prompts'] == 12
     assert rec['env']['transformers'] and rec['env']['torch']
     for name, digest in rec['artifacts'].items(): assert sha256_file(out/name) == digest
     assert {'env.json', 'prompts_train.jsonl', 'generations.jsonl', 'generation_stats.json'} <= set(rec['artifacts'])
-    for nb in ('00_core', '01_data', '02_generate', '03_synthetic_feedback'):
+    for nb in ('00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model'):
         executed = json.loads((out/'notebooks'/f'{nb}.ipynb').read_text())
         injected = [c for c in executed['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
         assert injected and 'tiny-random' in ''.join(injected[0]['source']) or nb == '01_data'
@@ -43,6 +43,11 @@ def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
         assert pairs and all(p['meta']['split'] == split and p['method'] in qa for p in pairs)
     assert sum(q['pairs out'] for q in qa.values()) == sum(len(read_jsonl(out/f'pairs_{s}.jsonl')) for s in ('train', 'heldout'))
     for method in qa: assert (out/f'{method}.md').exists()
+    # chapter 04: a saved reward model and accuracies with intervals on both evaluation sets
+    acc = rec['metrics']['reward_stats']['accuracy']
+    assert {'held-out synthetic/all', 'labelled/all'} <= set(acc)
+    assert all(0 <= a['ci low'] <= a['accuracy'] <= a['ci high'] <= 1 for a in acc.values())
+    assert (out/'reward_model'/'adapter_model.safetensors').exists()
 
 def test_failing_stage_stops_with_one_line_and_records_failure(run_cli, tmp_path):
     r = run_cli('run', 'recipes/smoke.yaml', '--stages', '01_data', '--set', 'prompt_source=missing.jsonl',

@@ -15,7 +15,7 @@ def test_every_recipe_parses():
 def test_smoke_recipe_is_offline_cpu():
     c = load_recipe(ROOT/'recipes'/'smoke.yaml')
     assert (c.model, c.device, c.name) == ('smollm2-135m-instruct', 'cpu', 'smoke')
-    assert c.stages == ['00_core', '01_data', '02_generate', '03_synthetic_feedback']
+    assert c.stages == ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model']
 
 def test_unknown_key_names_key_file_and_suggestion(tmp_path):
     p = write(tmp_path, 'name: x\nmax_new_token: 3\n')

@@ -26,3 +26,6 @@ def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
     assert qa['dpf']['mention chosen'] == 0 and qa['dpf']['mention rejected'] == 1
     rates = rec['metrics']['feedback_stats']['pink_elephant_mention_rate']
     assert rates['without the instruction'] > 0.3  # the Pink Elephant problem is there to fix
+    rm = rec['metrics']['reward_stats']
+    assert rm['train_pairs'] + rm['too_long'] == rec['metrics']['feedback_stats']['pairs_train']
+    assert rm['accuracy']['labelled/all']['n'] == 40

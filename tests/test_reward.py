@@ -1,0 +1,51 @@
+"Chapter 04: the reward model's head, training, save/reload, and the statistics, on the tiny random model."
+import math
+import numpy as np
+import pytest, torch
+from synthbook.core import TINY_MODEL, ModelError, load_model
+from synthbook.data import DataError, load_pairs
+from synthbook.feedback import make_pair
+from synthbook.reward import (reward_model, train_reward_model, save_reward_model, load_reward_model, RewardScorer,
+                              RewardJudge, bootstrap_ci, longer_wins, pairs_of, margins)
+
+PAIRS = [make_pair({'prompt': f'Question {i}?'}, f'A careful correct answer {i}.', f'Wrong {i}.', 'almost', split='train')
+         for i in range(8)]
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_n():
+    small, big = bootstrap_ci([1, 0, 1, 1] * 5, seed=1), bootstrap_ci([1, 0, 1, 1] * 50, seed=1)
+    assert small[0] <= 0.75 <= small[1] and big[0] <= 0.75 <= big[1]
+    assert big[1] - big[0] < small[1] - small[0]
+    with pytest.raises(ValueError): bootstrap_ci([])
+
+def test_pairs_of_names_unknown_methods():
+    with pytest.raises(DataError, match="unknown pair method 'dfp'"): pairs_of(PAIRS, ['dfp'], 'x.jsonl')
+    with pytest.raises(DataError, match='x.jsonl has no pairs of method dpf'): pairs_of(PAIRS, ['dpf'], 'x.jsonl')
+    assert len(pairs_of(PAIRS, ['almost'])) == 8
+
+def test_shipped_judge_check_pairs():
+    rows = load_pairs('synthbook:judge-check')
+    assert len(rows) == 40 and longer_wins(rows).mean() < 0.5  # the set does not reward length
+
+def test_reward_kind_and_unquantized_head():
+    with pytest.raises(ModelError, match='kind must be'): load_model(TINY_MODEL, kind='value')
+    m, _ = load_model(TINY_MODEL, dtype='float32', device='cpu', load_in_4bit=True, kind='reward')
+    assert type(m.score) is torch.nn.Linear and m.config.num_labels == 1  # a 4-bit head could not train in full
+
+def test_train_save_reload_keeps_the_head(tmp_path):
+    rm, tok = reward_model(TINY_MODEL, dtype='float32', device='cpu', seed=0)
+    assert all(p.dtype == torch.float32 for p in rm.parameters() if p.requires_grad)
+    before = margins(RewardScorer(rm, tok), PAIRS)
+    trainer = train_reward_model(rm, tok, PAIRS, tmp_path/'out', epochs=2, learning_rate=5e-3, batch_size=4, progress=False)
+    assert trainer.state.global_step == 4
+    after = margins(RewardScorer(rm, tok), PAIRS)
+    assert after.mean() > before.mean()  # training on the pairs widens their margin
+    path = save_reward_model(rm, tok, tmp_path/'rm', TINY_MODEL)
+    rm2, tok2 = load_reward_model(path, dtype='float32', device='cpu')
+    assert np.allclose(margins(RewardScorer(rm2, tok2), PAIRS), after, atol=1e-4)
+    with pytest.raises(DataError, match='not a saved synthbook reward model'): load_reward_model(tmp_path/'out')
+
+def test_reward_judge_is_order_symmetric():
+    rm, tok = reward_model(TINY_MODEL, dtype='float32', device='cpu', seed=3)
+    j = RewardJudge(RewardScorer(rm, tok))
+    (_, p_ab), (_, p_ba) = j.judge_many([('Q?', 'yes', 'no'), ('Q?', 'no', 'yes')])
+    assert math.isclose(p_ab, 1 - p_ba, abs_tol=1e-6)
