@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model, write_json
 from .data import DataError, load_pairs, text_of
-from .feedback import METHOD_NOTES, Judge, Scorer, question_of, response_of, verdict_of
+from .feedback import METHOD_NOTES, Judge, Scorer, verdict_of
 from .generate import as_messages
 
 # %% auto #0
