@@ -28,7 +28,7 @@ import torch
 # %% ../nbs/00_core.ipynb #e4b72f49
 BUNDLED_MODEL = 'smollm2-135m-instruct'
 TINY_MODEL = 'tiny-random'
-DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model']
+DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model', '05_generative_reward_models']
 
 # %% ../nbs/00_core.ipynb #c982cc35
 class RecipeError(ValueError):
@@ -77,6 +77,18 @@ class Config:
     eval_pairs: str = 'synthbook:judge-check'  # labelled pairs no judge trains on: shipped set or JSONL path
     n_eval_pairs: int = 0  # pairs sampled from eval_pairs, 0 means all
     bootstrap_samples: int = 1000  # resamples for the confidence intervals
+    genrm_prompt: str = 'compact'  # judge instructions of chapter 05: compact, or mt-bench as in the GenRM paper
+    judge_train_pairs: int = 16  # most training pairs the judges of chapter 05 learn from, 0 means all
+    judge_eval_pairs: int = 16  # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 means all
+    judge_epochs: int = 1  # passes over each judge's training data
+    judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
+    judge_batch_size: int = 8  # examples per optimisation step of a judge
+    cot_samples: int = 1  # rationales per order for a chain-of-thought verdict, the k of majority voting
+    cot_max_new_tokens: int = 32  # tokens of rationale, the verdict gets 8 more
+    cot_temperature: float = 1.0  # sampling temperature of rationales
+    star_samples: int = 2  # rationales sampled per training comparison in STaR
+    star_iterations: int = 1  # STaR rounds, each on a fresh share of the training pairs
+    star_dpo_beta: float = 1.0  # DPO beta of STaR-DPO, the paper's value
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))

@@ -179,7 +179,7 @@ def verdict_of(p_a:float, tie_margin:float=0.0) -> str:
 # %% ../nbs/03_synthetic_feedback.ipynb #9a67c987
 def next_token_probs(model, tokenizer,
                      convs:list[list[dict]],  # chat conversations, the model's turn still to come
-                     prefix:str,  # text that opens the model's turn before the read-out
+                     prefix:str|list[str],  # text that opens the model's turn before the read-out, one for all or one each
                      candidates:list[str],  # single-token answers to compare
                      batch_size:int=16,
                     ) -> torch.Tensor:  # one row per conversation, probabilities over `candidates` summing to 1
@@ -187,7 +187,8 @@ def next_token_probs(model, tokenizer,
     ids = [tokenizer.encode(c, add_special_tokens=False) for c in candidates]
     if any(len(i) != 1 for i in ids): raise ValueError(f"each candidate must be one token; got {dict(zip(candidates, ids))}")
     ids = [i[0] for i in ids]
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + prefix for c in convs]
+    prefixes = [prefix] * len(convs) if isinstance(prefix, str) else prefix
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + x for c, x in zip(convs, prefixes, strict=True)]
     head = model.get_output_embeddings()
     w = head.weight[ids].detach().float()
     b = head.bias[ids].detach().float() if getattr(head, 'bias', None) is not None else 0.0

@@ -17,7 +17,7 @@ from .generate import as_messages
 # %% auto #0
 __all__ = ['as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like', 'RewardScorer',
            'RewardJudge', 'bootstrap_ci', 'margins', 'longer_wins', 'accuracy_row', 'evaluate_reward_model',
-           'train_reward_model', 'save_reward_model', 'load_reward_model']
+           'trains_in_bf16', 'train_reward_model', 'save_reward_model', 'load_reward_model']
 
 # %% ../nbs/04_reward_model.ipynb #690a8800
 def as_conversation(pair:dict) -> dict:
@@ -123,15 +123,18 @@ def evaluate_reward_model(scorer:Scorer, sets:dict, n_boot:int=1000, seed:int=0)
     return pd.DataFrame(rows).set_index(['set', 'method']), ms
 
 # %% ../nbs/04_reward_model.ipynb #60ccc0c9
+def trains_in_bf16(model) -> bool:
+    "Whether a trainer should autocast to bf16: the frozen weights are bf16, or 4-bit (which computes in bf16)."
+    return next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16 or getattr(model, 'is_loaded_in_4bit', False)
+
 def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=2, learning_rate:float=1e-4,
                        batch_size:int=8, seed:int=0, progress:bool=True):
     "Train `model` on `pairs` with TRL's `RewardTrainer`; returns the trainer (its `state.log_history` holds the curve)."
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
     if not pairs: raise DataError("no pairs to train the reward model on")
-    bf16 = next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16 or getattr(model, 'is_loaded_in_4bit', False)
     args = RewardConfig(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-                        learning_rate=learning_rate, max_length=None, gradient_checkpointing=False, bf16=bf16,
+                        learning_rate=learning_rate, max_length=None, gradient_checkpointing=False, bf16=trains_in_bf16(model),
                         logging_steps=1, save_strategy='no', report_to='none', seed=seed, data_seed=seed,
                         disable_tqdm=not progress, use_cpu=model.device.type == 'cpu')
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),

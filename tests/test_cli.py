@@ -23,13 +23,14 @@ def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
                 'max_new_tokens=8', '--run-dir', out)
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads((out/'run.json').read_text())
-    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model']
+    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model',
+                                                         '05_generative_reward_models']
     assert all(s['status'] == 'ok' and s['seconds'] > 0 for s in rec['stages'].values())
     assert rec['parameters']['model'] == 'tiny-random' and rec['parameters']['n_prompts'] == 12
     assert rec['env']['transformers'] and rec['env']['torch']
     for name, digest in rec['artifacts'].items(): assert sha256_file(out/name) == digest
     assert {'env.json', 'prompts_train.jsonl', 'generations.jsonl', 'generation_stats.json'} <= set(rec['artifacts'])
-    for nb in ('00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model'):
+    for nb in rec['stages']:
         executed = json.loads((out/'notebooks'/f'{nb}.ipynb').read_text())
         injected = [c for c in executed['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
         assert injected and 'tiny-random' in ''.join(injected[0]['source']) or nb == '01_data'
@@ -48,6 +49,13 @@ def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
     assert {'held-out synthetic/all', 'labelled/all'} <= set(acc)
     assert all(0 <= a['ci low'] <= a['accuracy'] <= a['ci high'] <= 1 for a in acc.values())
     assert (out/'reward_model'/'adapter_model.safetensors').exists()
+    # chapter 05: all six judges compared on the same pairs of both sets, and the trained judges saved
+    rows = rec['metrics']['genrm_stats']['comparison']
+    judges = {'Bradley-Terry RM', 'zero-shot judge', 'GenRM', 'CoT-GenRM', 'STaR-SFT', 'STaR-DPO'}
+    assert {r['judge'] for r in rows} == judges and len(rows) == 2 * len(judges)
+    for r in rows:
+        assert r.get('note') or (0 <= r['ci low'] <= r['accuracy'] <= r['ci high'] <= 1 and r['s / 100 judgments'] > 0)
+    assert (out/'judges'/'genrm'/'synthbook_judge.json').exists()
 
 def test_failing_stage_stops_with_one_line_and_records_failure(run_cli, tmp_path):
     r = run_cli('run', 'recipes/smoke.yaml', '--stages', '01_data', '--set', 'prompt_source=missing.jsonl',

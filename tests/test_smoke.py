@@ -29,3 +29,9 @@ def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
     rm = rec['metrics']['reward_stats']
     assert rm['train_pairs'] + rm['too_long'] == rec['metrics']['feedback_stats']['pairs_train']
     assert rm['accuracy']['labelled/all']['n'] == 40
+    # chapter 05 on the real model: every judge measured on the same pairs, the trained ones included
+    g = rec['metrics']['genrm_stats']
+    rows = {(r['judge'], r['set']): r for r in g['comparison']}
+    assert len(rows) == 12 and all(r['n'] == g[f"{r['set']} pairs"] for r in rows.values())
+    assert rows[('zero-shot judge', 'labelled')]['position bias'] > 0.5  # the 135M judge picks by position
+    assert all(rows[(j, 'labelled')]['parse failures'] is not None for j in ('CoT-GenRM', 'STaR-SFT', 'STaR-DPO'))

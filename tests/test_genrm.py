@@ -1,0 +1,99 @@
+"Chapter 05: judges that write their verdict, on fakes and the tiny random model."
+import numpy as np
+import pytest, torch
+from synthbook.core import TINY_MODEL
+from synthbook.data import DataError
+from synthbook.feedback import Judge, PromptedJudge, make_pair
+from synthbook.generate import Backend
+from synthbook.genrm import (CoTJudge, evaluate_judge, genrm_rows, judge_model, judge_row, load_judge, oriented, save_judge,
+                             sft_row, split_chain, star_dpo_rows, star_records, star_sft_rows, star_summary, train_judge_dpo,
+                             train_judge_sft, chain_text, judge_system)
+
+PAIRS = [make_pair({'prompt': f'Question {i}?'}, f'Right answer {i}.', f'Wrong {i}.', 'almost', split='train') for i in range(6)]
+
+class Scripted(Backend):
+    "Returns the given texts in turn, whatever the prompt."
+    def __init__(self, texts): super().__init__(); self.texts, self.seen = list(texts), []
+    def _generate(self, convs, n, max_new_tokens, temperature, top_p, seed):
+        self.seen += convs
+        out = [[self.texts.pop(0) for _ in range(n)] for _ in convs]
+        return out, sum(len(t) for o in out for t in o)
+
+class Fixed(Judge):
+    "Says `first` in the given order and `second` when swapped, with the matching probabilities."
+    def __init__(self, first, second): self.first, self.second, self.name = first, second, 'fixed'
+    def judge_many(self, items):
+        v = self.first if items[0][1].startswith('Right') else self.second
+        return [(v, 1.0 if v == 'A' else 0.0)] * len(items)
+
+def test_evaluation_counts_position_bias_and_credits_ties_half():
+    right = evaluate_judge(Fixed('A', 'B'), {'s': PAIRS}, n_boot=100)[0]  # follows the right answer in both orders
+    biased = evaluate_judge(Fixed('A', 'A'), {'s': PAIRS}, n_boot=100)[0]  # always the first position
+    wrong = evaluate_judge(Fixed('B', 'A'), {'s': PAIRS}, n_boot=100)[0]
+    assert (right['accuracy'], right['position bias'], right['ties']) == (1.0, 0.0, 0.0)
+    assert (biased['accuracy'], biased['position bias'], biased['ties']) == (0.5, 1.0, 1.0)
+    assert wrong['accuracy'] == 0.0 and np.isnan(right['parse failures'])
+    with pytest.raises(DataError, match='no comparisons'): judge_row([], 1.0)
+
+def test_split_chain_and_prompt_names():
+    assert split_chain('Because A is right. Final verdict: [[A]] extra') == ('Because A is right.', 'A')
+    assert split_chain('no verdict [[C]]') == ('no verdict [[C]]', None)
+    assert split_chain(chain_text('', 'B')) == ('', 'B')
+    with pytest.raises(ValueError, match='mtbench'): judge_system('mtbench')
+
+def test_cot_judge_votes_and_reads_out_missing_verdicts():
+    from synthbook.core import load_model
+    m, tok = load_model(TINY_MODEL, dtype='float32', device='cpu')
+    gen = Scripted(['x [[A]]', 'y [[A]]', 'no verdict here', 'z [[B]]'])
+    j = CoTJudge(m, tok, gen=gen, k=2, system='sys')
+    (v1, p1), (v2, p2) = j.judge_many([('q', 'a', 'b'), ('q', 'b', 'a')])
+    assert (v1, p1) == ('A', 1.0) and v2 in ('A', 'B', 'tie') and p2 in (0.0, 0.5)
+    assert j.counts == {'samples': 4, 'unwritten': 1}
+    assert gen.seen[0][0] == {'role': 'system', 'content': 'sys'} and "[The Start of Assistant A's Answer]\na\n" in gen.seen[0][1]['content']
+
+class FakeCoT(CoTJudge):
+    "Samples the given verdicts; with the hint, `hinted` ones."
+    def __init__(self, verdicts, hinted): self.k, self.system, self.verdicts, self.hinted = 2, 'sys', verdicts, hinted
+    def sample(self, convs, k=None):
+        vs = self.hinted if 'Hint:' in convs[0][-1]['content'] else self.verdicts
+        return [[dict(rationale=f"{'h' if vs is self.hinted else 'r'}{i}{j}", verdict=v, written=True) for j, v in enumerate(vs[i])] for i in range(len(convs))]
+
+def test_star_sorts_chains_rationalizes_and_builds_rows():
+    items = [oriented(p, s) for p, s in zip(PAIRS[:3], (False, True, False))]  # labels A, B, A
+    recs = star_records(FakeCoT([['A', 'B'], ['A', 'A'], ['B', 'B']], [['B', 'A'], ['B', 'B']]), items)  # hints go to the unsolved two
+    assert star_summary(recs) == {'comparisons': 3, 'solved by sampling': 1, 'rationalized': 1, 'unsolved': 1, 'dpo pairs': 1}
+    sft = star_sft_rows(recs, 'sys')
+    assert [r['completion'][0]['content'] for r in sft] == ['r00\nVerdict: [[A]]', 'h00\nVerdict: [[B]]']
+    assert all('Hint' not in r['prompt'][-1]['content'] for r in sft)  # trained as if no hint had been given
+    [dpo] = star_dpo_rows(recs, 'sys')
+    assert (dpo['chosen'][0]['content'], dpo['rejected'][0]['content']) == ('r00\nVerdict: [[A]]', 'r01\nVerdict: [[B]]')
+    assert star_records(FakeCoT([['B', 'B']], [['A', 'A']]), items[:1], rationalize=False)[0]['rationalized'] is None
+
+def test_genrm_training_moves_the_indicator_read_out(tmp_path):
+    m, tok = judge_model(TINY_MODEL, dtype='float32', device='cpu', seed=0)
+    rows = [sft_row(oriented(p, swap=True), chain_text('', 'B'), 'sys') for p in PAIRS]  # always B: learnable by a tiny model
+    j = PromptedJudge(m, tok, 'logits', system='sys')
+    before = np.mean([p for _, p in j.judge_many([oriented(p, True)[:3] for p in PAIRS])])
+    trainer = train_judge_sft(m, tok, rows, tmp_path/'t', epochs=3, learning_rate=5e-3, batch_size=3, progress=False)
+    after = np.mean([p for _, p in j.judge_many([oriented(p, True)[:3] for p in PAIRS])])
+    assert trainer.state.global_step == 6 and before > 0.4 and after < before - 0.15  # p(A) fell: the read-out sees what was trained
+    assert len(genrm_rows(PAIRS, 'sys')) == 12
+    path = save_judge(m, tok, tmp_path/'genrm', TINY_MODEL, 'verdict', 'sys')
+    reloaded = load_judge(path, dtype='float32', device='cpu')
+    assert np.allclose([p for _, p in reloaded.judge_many([oriented(PAIRS[0], True)[:3]])],
+                       [p for _, p in j.judge_many([oriented(PAIRS[0], True)[:3]])], atol=1e-4)
+    with pytest.raises(ValueError, match='kind must be'): save_judge(m, tok, tmp_path/'x', TINY_MODEL, 'cot-genrm', 'sys')
+    with pytest.raises(DataError, match='not a saved synthbook judge'): load_judge(tmp_path/'t')
+
+def test_star_dpo_trains_and_saves_only_the_policy_adapter(tmp_path):
+    m, tok = judge_model(TINY_MODEL, dtype='float32', device='cpu', seed=0)
+    rows = [{'prompt': sft_row(oriented(p), '', 'sys')['prompt'],
+             'chosen': [{'role': 'assistant', 'content': chain_text('fine', 'A')}],
+             'rejected': [{'role': 'assistant', 'content': chain_text('fine', 'B')}]} for p in PAIRS]
+    trainer = train_judge_dpo(m, tok, rows, tmp_path/'t', beta=1.0, epochs=1, learning_rate=5e-3, batch_size=3, progress=False)
+    logs = [h for h in trainer.state.log_history if 'loss' in h]
+    assert trainer.state.global_step == 2 and logs[-1]['rewards/margins'] > 0
+    path = save_judge(m, tok, tmp_path/'dpo', TINY_MODEL, 'cot', 'sys')
+    assert (path/'adapter_model.safetensors').exists() and not (path/'ref').exists()
+    j = load_judge(path, dtype='float32', device='cpu', k=1, max_new_tokens=4)
+    assert isinstance(j, CoTJudge) and j.k == 1 and j.system == 'sys'
