@@ -1,7 +1,7 @@
 import ast, os
 from pathlib import Path
 import pytest, yaml
-from synthbook.core import Config, RecipeError, load_recipe
+from synthbook.core import DEFAULT_STAGES, Config, RecipeError, load_recipe
 from conftest import ROOT
 
 def write(tmp_path, text, name='r.yaml'):
@@ -15,7 +15,7 @@ def test_every_recipe_parses():
 def test_smoke_recipe_is_offline_cpu():
     c = load_recipe(ROOT/'recipes'/'smoke.yaml')
     assert (c.model, c.device, c.name) == ('smollm2-135m-instruct', 'cpu', 'smoke')
-    assert c.stages == ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model']
+    assert c.stages == DEFAULT_STAGES and c.stages[-1] == '05_generative_reward_models'
 
 def test_unknown_key_names_key_file_and_suggestion(tmp_path):
     p = write(tmp_path, 'name: x\nmax_new_token: 3\n')
