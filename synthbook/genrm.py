@@ -111,17 +111,20 @@ def _train_args(cls, model, out:Path, epochs:int, learning_rate:float, batch_siz
                save_strategy='no', report_to='none', seed=seed, data_seed=seed, disable_tqdm=not progress,
                use_cpu=model.device.type == 'cpu', **kw)
 
-def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, learning_rate:float=2e-4,
-                    batch_size:int=8, seed:int=0, progress:bool=True):
-    "Fine-tune `model` on prompt-completion `rows` with TRL's `SFTTrainer` (loss on the completion only); returns the trainer."
+def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-    if not rows: raise DataError("no examples to fine-tune the judge on")
-    args = _train_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress, completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.train()
     model.eval()
     return trainer
+
+def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, learning_rate:float=2e-4,
+                    batch_size:int=8, seed:int=0, progress:bool=True):
+    "Fine-tune `model` on prompt-completion `rows` with TRL's `SFTTrainer` (loss on the completion only); returns the trainer."
+    from trl import SFTConfig, SFTTrainer
+    if not rows: raise DataError("no examples to fine-tune the judge on")
+    args = _train_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress, completion_only_loss=True)
+    return _fit(SFTTrainer, args, model, tokenizer, rows)
 
 # %% ../nbs/05_generative_reward_models.ipynb #5288a333
 def split_chain(text:str) -> tuple[str, str|None]:
@@ -220,14 +223,10 @@ def star_summary(records:list[dict]) -> dict:
 def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0, epochs:int=1, learning_rate:float=2e-4,
                     batch_size:int=8, seed:int=0, progress:bool=True):
     "Train `model` on (prompt, chosen, rejected) `rows` with TRL's `DPOTrainer`; the frozen base is the reference."
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
     if not rows: raise DataError("no right-versus-wrong chains to train STaR-DPO on")
     args = _train_args(DPOConfig, model, out, epochs, learning_rate, batch_size, seed, progress, beta=beta)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-    trainer.train()
-    model.eval()
-    return trainer
+    return _fit(DPOTrainer, args, model, tokenizer, rows)
 
 # %% ../nbs/05_generative_reward_models.ipynb #28a7c14b
 def save_judge(model, tokenizer, path:Path, spec:str, kind:str, system:str) -> Path:
