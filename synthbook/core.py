@@ -28,7 +28,7 @@ import torch
 # %% ../nbs/00_core.ipynb #e4b72f49
 BUNDLED_MODEL = 'smollm2-135m-instruct'
 TINY_MODEL = 'tiny-random'
-DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model', '05_generative_reward_models']
+DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model', '05_generative_reward_models', '06_dpo', '07_evaluate']
 
 # %% ../nbs/00_core.ipynb #c982cc35
 class RecipeError(ValueError):
@@ -89,6 +89,17 @@ class Config:
     star_samples: int = 2  # rationales sampled per training comparison in STaR
     star_iterations: int = 1  # STaR rounds, each on a fresh share of the training pairs
     star_dpo_beta: float = 1.0  # DPO beta of STaR-DPO, the paper's value
+    dpo_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])  # synthetic-pair methods the policy trains on
+    dpo_train_pairs: int = 32  # most training pairs the policy learns from, 0 means all
+    dpo_beta: float = 0.1  # strength of the pull back to the reference policy
+    dpo_loss_type: str = 'sigmoid'  # TRL loss: sigmoid is DPO, ipo, hinge, robust and others
+    dpo_epochs: int = 1  # passes over the policy's training pairs
+    dpo_learning_rate: float = 2e-4  # peak learning rate of the policy's LoRA adapters
+    global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps
+    device_batch_size: int = 8  # pairs per forward pass on one device
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
+    optim: str = 'adamw_torch'  # optimizer as transformers names it, paged_adamw_32bit for QLoRA on a GPU
+    eval_judge: str = 'genrm'  # chapter 05 judge that rates the policies in chapter 07: genrm, star_sft or star_dpo
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))

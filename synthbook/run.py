@@ -119,6 +119,7 @@ def main(argv:list[str]|None=None) -> int:
         cfg = load_recipe(a.recipe, **over)
         rec = run_chain(cfg, nbs_dir=a.nbs, log=lambda s: print(s, flush=True))
         print(f"run {cfg.name}: {rec['status']} in {rec['seconds']} s -> {rec['run_dir']}/run.json")
+        if (Path(rec['run_dir'])/'report.md').exists(): print(f"report: {rec['run_dir']}/report.md")
         return 0
     except (RecipeError, ChainError, ValueError) as e:
         print(f'synthbook: error: {e}', file=sys.stderr)

@@ -24,7 +24,7 @@ def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads((out/'run.json').read_text())
     assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model',
-                                                         '05_generative_reward_models']
+                                                         '05_generative_reward_models', '06_dpo', '07_evaluate']
     assert all(s['status'] == 'ok' and s['seconds'] > 0 for s in rec['stages'].values())
     assert rec['parameters']['model'] == 'tiny-random' and rec['parameters']['n_prompts'] == 12
     assert rec['env']['transformers'] and rec['env']['torch']
@@ -56,6 +56,16 @@ def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
     for r in rows:
         assert r.get('note') or (0 <= r['ci low'] <= r['accuracy'] <= r['ci high'] <= 1 and r['s / 100 judgments'] > 0)
     assert (out/'judges'/'genrm'/'synthbook_judge.json').exists()
+    # chapter 06: a policy trained with the recipe's global batch and saved with its base model recorded
+    d = rec['metrics']['dpo_stats']
+    assert d['batch'] == {'per device': 8, 'accumulation': 1, 'processes': 1, 'global': 8} and d['steps'] >= 1
+    assert json.loads((out/'policy'/'synthbook_policy.json').read_text())['base_model'] == 'tiny-random'
+    # chapter 07: win rates by both judges, mention rates and lengths, and a report with every chapter in it
+    e = rec['metrics']['eval_stats']
+    assert len(e['win_rates']) == 4 and len(e['mention_rates']) == 2 and len(e['lengths']) == 3
+    assert len(read_jsonl(out/'eval_responses.jsonl', kind=None)) == sum(e['prompts'].values())
+    report = (out/'report.md').read_text()
+    assert '_Not run' not in report and '## What each step bought' in report and '| 00_core | ok |' in report
 
 def test_failing_stage_stops_with_one_line_and_records_failure(run_cli, tmp_path):
     r = run_cli('run', 'recipes/smoke.yaml', '--stages', '01_data', '--set', 'prompt_source=missing.jsonl',

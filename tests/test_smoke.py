@@ -35,3 +35,18 @@ def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
     assert len(rows) == 12 and all(r['n'] == g[f"{r['set']} pairs"] for r in rows.values())
     assert rows[('zero-shot judge', 'labelled')]['position bias'] > 0.5  # the 135M judge picks by position
     assert all(rows[(j, 'labelled')]['parse failures'] is not None for j in ('CoT-GenRM', 'STaR-SFT', 'STaR-DPO'))
+    # chapter 06: DPO on the real model trained with the recipe's global batch, starting from log 2
+    d = rec['metrics']['dpo_stats']
+    assert d['batch']['global'] == 8 and d['steps'] == -(-d['train_pairs'] // 8) * d['epochs']
+    assert abs(d['first_step']['loss'] - 0.6931) < 1e-3 and d['memory']['peak RSS (MB)'] > d['memory']['RSS at start (MB)']
+    assert (tmp_path/'policy'/'synthbook_policy.json').exists() and (tmp_path/'figures'/'dpo_training.png').exists()
+    # chapter 07: before and after on held-out prompts, in the stats and in the report
+    e = rec['metrics']['eval_stats']
+    assert {(w['judge'].split(' ')[0], w['set']) for w in e['win_rates']} == {
+        (j, s) for j in ('reward', 'genrm') for s in ('held-out prompts', 'Pink Elephant, instructed')}
+    assert all(0 <= w['ci low'] <= w['win rate'] <= w['ci high'] <= 1 for w in e['win_rates'])
+    assert all(m['n'] == len(read_jsonl(tmp_path/'pink_elephants_heldout.jsonl', kind='prompts')) for m in e['mention_rates'])
+    assert all(l['words before'] > 5 for l in e['lengths'])  # the base model answers in sentences
+    report = (tmp_path/'report.md').read_text()
+    assert '_Not run' not in report and '07 mention rate, Pink Elephant, instructed' in report and '→' in report
+    assert all((tmp_path/'figures'/f'{f}.png').exists() for f in ('reward_accuracy', 'judge_accuracy', 'win_rates', 'mention_rates'))

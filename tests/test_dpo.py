@@ -1,0 +1,82 @@
+"Chapter 06: DPO with LoRA and QLoRA, on the tiny random model."
+import math
+import pytest, torch
+from synthbook.core import TINY_MODEL, Config
+from synthbook.data import DataError
+from synthbook.dpo import (PeakMemory, batch_plan, dpo_args, dpo_loss, dpo_pairs, dpo_trainer, load_policy, policy_model,
+                           save_policy, trainer_global_batch, training_curve)
+from synthbook.feedback import make_pair
+
+PAIRS = [make_pair({'prompt': f'Name a colour, {i}.'}, 'Blue is a calm colour.', 'I do not know.', 'almost', split='train')
+         for i in range(4)]
+
+def tiny(**kw): return Config(**{'model': TINY_MODEL, 'device': 'cpu', 'dtype': 'float32', 'seed': 0, **kw})
+
+def test_batch_plan_keeps_the_global_batch_or_says_why_not():
+    assert batch_plan(64, 8, 8) == {'per device': 8, 'accumulation': 1, 'processes': 8, 'global': 64}
+    assert batch_plan(64, 4, 2) == {'per device': 4, 'accumulation': 8, 'processes': 2, 'global': 64}
+    assert batch_plan(4, 8, 1)['per device'] == 4
+    with pytest.raises(ValueError, match='global_batch_size=12 is not a multiple of device batch 8 × 1'): batch_plan(12, 8, 1)
+    with pytest.raises(ValueError, match='not a multiple'): batch_plan(8, 4, 3)
+    with pytest.raises(ValueError, match='at least 1'): batch_plan(8, 0, 1)
+
+def test_hand_written_loss_matches_the_algebra():
+    z = torch.zeros(1)
+    loss, rw, rl = dpo_loss(z, z, z, z)
+    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-6) and rw.item() == rl.item() == 0
+    loss, rw, rl = dpo_loss(torch.tensor([-1.]), torch.tensor([-30.]), torch.tensor([-2.]), torch.tensor([-10.]), beta=0.5)
+    assert math.isclose(rw.item(), 0.5) and math.isclose(rl.item(), -10.0)
+    assert math.isclose(loss.item(), -torch.nn.functional.logsigmoid(torch.tensor(10.5)).item(), rel_tol=1e-6)
+
+def test_dpo_pairs_filters_counts_and_fails_by_name():
+    from synthbook.core import load_tokenizer
+    tok = load_tokenizer(TINY_MODEL)
+    mixed = PAIRS + [make_pair({'prompt': 'Long?'}, 'word ' * 300, 'no', 'dpf', split='train')]
+    kept, too_long = dpo_pairs(mixed, ['almost', 'dpf'], tok, max_length=100)
+    assert len(kept) == 4 and too_long == 1
+    assert len(dpo_pairs(mixed, ['almost'], tok, n=2)[0]) == 2
+    assert len(dpo_pairs(mixed, ['almost'], tok, n=50)[0]) == 4  # at most what there is
+    with pytest.raises(DataError, match="unknown pair method 'sft'"): dpo_pairs(mixed, ['sft'], tok)
+    with pytest.raises(DataError, match='x.jsonl: every pair is longer than max_length=5'): dpo_pairs(mixed, ['almost'], tok, 5, where='x.jsonl')
+
+def test_lora_dpo_moves_the_margin_and_reloads(tmp_path):
+    cfg = tiny(dpo_learning_rate=5e-3, dpo_epochs=4, global_batch_size=4, device_batch_size=2, dpo_beta=0.5)
+    model, tok = policy_model(cfg)
+    args = dpo_args(cfg, tmp_path/'ckpt', model, progress=False)
+    trainer = dpo_trainer(model, tok, PAIRS, args)
+    assert trainer_global_batch(trainer.args) == 4 and trainer.args.gradient_accumulation_steps == 2
+    trainer.train(); model.eval()
+    curve = training_curve(trainer.state.log_history)
+    assert len(curve) == 4 and math.isclose(curve['loss'].iloc[0], math.log(2), abs_tol=1e-3)
+    assert curve['rewards/margins'].iloc[-1] > 0.1 and curve['loss'].iloc[-1] < curve['loss'].iloc[0]
+    path = save_policy(model, tok, tmp_path/'policy', TINY_MODEL, beta=0.5)
+    assert not (path/'ref').exists() and (path/'adapter_model.safetensors').exists()
+    again, _ = load_policy(path, 'float32', 'cpu')
+    enc = tok('Name a colour', return_tensors='pt')
+    with torch.inference_mode():
+        assert torch.allclose(again(**enc).logits, model(**enc).logits, atol=1e-4)
+        with again.disable_adapter(): base = again(**enc).logits
+    assert not torch.allclose(base, model(**enc).logits, atol=1e-4)  # the adapter is what changed
+    with pytest.raises(DataError, match='not a saved synthbook policy'): load_policy(tmp_path/'ckpt')
+
+def test_qlora_dpo_step_runs_on_cpu(tmp_path):
+    cfg = tiny(load_in_4bit=True, dtype='bfloat16', optim='paged_adamw_32bit', gradient_checkpointing=True,
+               global_batch_size=2, device_batch_size=2, dpo_learning_rate=1e-3)
+    model, tok = policy_model(cfg)
+    assert any(type(m).__name__ == 'Linear4bit' for m in model.modules())
+    args = dpo_args(cfg, tmp_path/'ckpt', model, progress=False)
+    assert args.bf16 and args.gradient_checkpointing and args.optim == 'paged_adamw_32bit'
+    trainer = dpo_trainer(model, tok, PAIRS[:2], args)
+    with PeakMemory() as pm: trainer.train()
+    curve = training_curve(trainer.state.log_history)
+    assert len(curve) == 1 and math.isfinite(curve['loss'].iloc[0]) and pm.rss_mb >= pm.start_rss_mb > 0
+    path = save_policy(model, tok, tmp_path/'policy', TINY_MODEL)
+    again, _ = load_policy(path, 'bfloat16', 'cpu', load_in_4bit=True)
+    assert any(type(m).__name__ == 'Linear4bit' for m in again.modules())
+
+def test_peak_memory_sees_a_short_allocation():
+    import time
+    with PeakMemory(interval=0.01) as pm:
+        x = torch.ones(32, 2**20); time.sleep(0.1); del x  # 128 MB
+    d = pm.as_dict()
+    assert d['peak RSS (MB)'] - d['RSS at start (MB)'] >= 100 and d['peak CUDA allocated (MB)'] is None

@@ -1,0 +1,68 @@
+"Chapter 07: win rates, mention rates, lengths and the run report."
+import json, math
+import pytest, torch
+from synthbook.core import TINY_MODEL, Config, write_json
+from synthbook.data import DataError
+from synthbook.evaluate import before_after, length_row, mcnemar_exact, md_table, mention_row, win_rate_row, write_report
+from synthbook.feedback import Judge
+
+class Table(Judge):
+    "Verdicts from a lookup on (a, b); unknown comparisons are unreadable."
+    def __init__(self, verdicts): self.verdicts = verdicts
+    def judge_many(self, items):
+        out = []
+        for _, a, b in items:
+            v = self.verdicts.get((a, b))
+            out.append((v, {'A': 1.0, 'B': 0.0}.get(v, math.nan)))
+        return out
+
+def test_mcnemar_exact_against_hand_values():
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(9, 1) == mcnemar_exact(1, 9)
+    assert mcnemar_exact(0, 0) == mcnemar_exact(4, 4) == 1.0
+
+def test_win_rate_counts_both_orders_and_unreadable_as_ties():
+    j = Table({('good', 'bad'): 'A', ('bad', 'good'): 'B',  # consistent: the new response wins
+               ('x', 'y'): 'A', ('y', 'x'): 'A'})  # position-biased: a tie
+    row = win_rate_row(j, ['p1', 'p2', 'p3'], ['good', 'x', 'q'], ['bad', 'y', 'r'], n_boot=200, judge='t')
+    assert (row['wins'], row['ties'], row['losses'], row['n']) == (1, 2, 0, 3)
+    assert row['win rate'] == pytest.approx(2 / 3, abs=1e-3) and row['position bias'] == pytest.approx(1 / 3, abs=1e-3)
+    assert row['judge'] == 't' and row['ci low'] <= row['win rate'] <= row['ci high']
+    with pytest.raises(DataError, match='no prompts'): win_rate_row(j, [], [], [])
+
+def test_mention_and_length_rows():
+    rows = [{'avoid': 'Coca-Cola', 'avoid_aliases': ['Coke']}] * 3
+    m = mention_row(rows, ['I like Coke.', 'Cokes are sweet', 'Water.'], ['Pepsi.', 'Coca-Cola!', 'Water.'])
+    assert (m['before'], m['after'], m['stopped mentioning'], m['started mentioning']) == (0.667, 0.333, 1, 0)
+    with pytest.raises(ValueError): mention_row(rows, ['a'], ['b', 'c', 'd'])
+    ln = length_row(['one two', 'three'], ['one two three four', ''])
+    assert (ln['words before'], ln['words after'], ln['longer after'], ln['empty after']) == (1.5, 2.0, 0.5, 1)
+
+def test_md_table_escapes_and_formats():
+    t = md_table([{'a': 'x|y', 'b': 0.123456, 'c': None}])
+    assert t.splitlines() == ['| a | b | c |', '|---|---|---|', '| x\\|y | 0.123 | – |']
+    assert md_table([]) == '_(none)_'
+
+def test_report_marks_missing_chapters_and_fails_on_missing_folder(tmp_path):
+    write_json({'prompts': 4, 'sequences': 8, 'new_tokens': 80, 'tokens_per_second': 10.0, 'backend': 'transformers'},
+               tmp_path/'generation_stats.json')
+    text = write_report(tmp_path).read_text()
+    assert '| 4 | 8 | 80 | 10 | transformers |' in text
+    for chapter in ('03 Synthetic feedback', '04 Bradley-Terry reward model', '05 Generative reward models', '06 DPO', '07 Evaluation'):
+        assert f'## {chapter}\n\n_Not run' in text
+    with pytest.raises(DataError, match='no such run folder'): write_report(tmp_path/'missing')
+
+def test_before_after_switches_only_the_adapter():
+    from synthbook.core import load_model
+    from synthbook.dpo import policy_model
+    policy, tok = policy_model(Config(model=TINY_MODEL, device='cpu', dtype='float32'))
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if 'lora_B' in n: p.add_(0.5)  # a trained-looking adapter
+    base_model, _ = load_model(TINY_MODEL, 'float32', 'cpu')
+    from synthbook.generate import TransformersBackend
+    convs = [[{'role': 'user', 'content': 'Hello there'}], [{'role': 'user', 'content': 'Name a fruit'}]]
+    base, tuned = before_after(policy, tok, convs, max_new_tokens=6)
+    plain = [o for [o] in TransformersBackend(base_model, tok, progress=False).generate(convs, 1, 6, temperature=0)]
+    assert base == plain and tuned != base
