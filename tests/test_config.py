@@ -15,7 +15,7 @@ def test_every_recipe_parses():
 def test_smoke_recipe_is_offline_cpu():
     c = load_recipe(ROOT/'recipes'/'smoke.yaml')
     assert (c.model, c.device, c.name) == ('smollm2-135m-instruct', 'cpu', 'smoke')
-    assert c.stages == DEFAULT_STAGES and c.stages[-1] == '05_generative_reward_models'
+    assert c.stages == DEFAULT_STAGES and c.stages[-1] == '07_evaluate'
 
 def test_unknown_key_names_key_file_and_suggestion(tmp_path):
     p = write(tmp_path, 'name: x\nmax_new_token: 3\n')
