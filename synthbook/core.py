@@ -99,6 +99,9 @@ class Config:
     device_batch_size: int = 8  # pairs per forward pass on one device
     gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
     optim: str = 'adamw_torch'  # optimizer as transformers names it, paged_adamw_32bit for QLoRA on a GPU
+    checkpoint_steps: int = 0  # save a resumable checkpoint every this many optimizer steps, 0 means never
+    num_processes: int = 1  # training processes; more than 1 runs training under accelerate launch
+    accelerate_config: str = ''  # accelerate config file for more than one process, empty means plain DDP
     eval_judge: str = 'genrm'  # chapter 05 judge that rates the policies in chapter 07: genrm, star_sft or star_dpo
 
     def __post_init__(self):

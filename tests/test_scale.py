@@ -1,0 +1,121 @@
+"Scale: training on two processes, resuming killed runs and interrupted training, sweeps, recipes and the Slurm template."
+import json, subprocess, time
+from pathlib import Path
+import pytest, yaml
+from synthbook.core import TINY_MODEL, Config, load_recipe
+from synthbook.data import write_jsonl
+from synthbook.dpo import batch_plan, train_policy
+from synthbook.feedback import make_pair
+from synthbook.run import ChainError, launch
+from conftest import ROOT, BIN
+
+def write_pairs(d:Path, n_train:int=8, n_heldout:int=4):
+    pair = lambda i, split: make_pair({'prompt': f'Name a colour, please ({i}).'}, f'Blue, the colour of the sky ({i}).',
+                                      'I do not know.', 'almost', split=split)
+    write_jsonl([pair(i, 'train') for i in range(n_train)], d/'pairs_train.jsonl')
+    write_jsonl([pair(100 + i, 'heldout') for i in range(n_heldout)], d/'pairs_heldout.jsonl')
+
+def tiny(d:Path, **kw) -> Config:
+    return Config(**{'model': TINY_MODEL, 'device': 'cpu', 'dtype': 'float32', 'run_dir': str(d), 'dpo_train_pairs': 0, **kw})
+
+def test_dpo_trains_on_two_gloo_processes(tmp_path):
+    write_pairs(tmp_path)
+    lines = []
+    result = launch('synthbook.dpo:train_policy', tiny(tmp_path, num_processes=2, global_batch_size=4, device_batch_size=4), log=lines.append)
+    ranks = [json.loads((tmp_path/'jobs'/f'dpo_rank{r}.json').read_text()) for r in (0, 1)]
+    assert [r['rank'] for r in ranks] == [0, 1] and {(r['processes'], r['backend']) for r in ranks} == {(2, 'gloo')}
+    assert ranks[0]['steps'] == ranks[1]['steps'] == 2 and {r['global batch'] for r in ranks} == {4}  # 8 pairs, 4 a step
+    assert result['batch'] == {'per device': 2, 'accumulation': 1, 'processes': 2, 'global': 4}  # 4 pairs a step, split over 2
+    assert (tmp_path/'policy'/'synthbook_policy.json').exists() and result['reload_max_diff'] < 1e-3
+    assert any('dpo_rank' in l or 'loss' in l for l in lines)  # the launched job's log reached the caller
+
+def test_launch_failure_is_one_line(tmp_path):
+    with pytest.raises(ChainError, match=r"synthbook.dpo:train_policy failed under accelerate launch \(2 processes, exit code \d+\): .*pairs_train.jsonl"):
+        launch('synthbook.dpo:train_policy', tiny(tmp_path, num_processes=2), log=lambda s: None)
+    with pytest.raises(ChainError, match='accelerate_config .*nope.yaml does not exist'):
+        launch('synthbook.dpo:train_policy', tiny(tmp_path, num_processes=2, accelerate_config='nope.yaml'))
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path):
+    write_pairs(tmp_path)
+    cfg = tiny(tmp_path, checkpoint_steps=1, global_batch_size=2, device_batch_size=2)
+    first = train_policy(cfg, progress=False)
+    assert first['steps'] == 4 and first['resumed_from'] is None
+    ckpts = sorted((tmp_path/'dpo_checkpoints').glob('checkpoint-*'), key=lambda p: int(p.name.split('-')[1]))
+    assert [p.name for p in ckpts] == ['checkpoint-3', 'checkpoint-4']  # save_total_limit keeps the last two
+    import shutil
+    shutil.rmtree(ckpts[-1])  # as if the job died between step 3 and step 4
+    again = train_policy(cfg, progress=False)
+    assert again['resumed_from'] == 'checkpoint-3' and again['steps'] == 4
+
+def kill_tree(pid:int):
+    "SIGKILL a process and every process below it (papermill's kernels run in sessions of their own)."
+    import psutil
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for q in procs:
+        try: q.kill()
+        except psutil.NoSuchProcess: pass
+    psutil.wait_procs(procs, timeout=30)
+
+def _run(out, *extra):
+    return [str(BIN/'synthbook'), 'run', 'recipes/smoke.yaml', '--set', 'model=tiny-random', '--set', 'n_prompts=12',
+            '--set', 'max_new_tokens=8', '--run-dir', str(out), *extra]
+
+def test_killed_run_resumes_without_redoing_finished_stages(tmp_path):
+    out, stages = tmp_path/'run', '00_core,01_data,02_generate,03_synthetic_feedback'
+    p = subprocess.Popen(_run(out, '--stages', stages), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         )
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and p.poll() is None:
+            rec = json.loads((out/'run.json').read_text()) if (out/'run.json').exists() else {}
+            if rec.get('stages', {}).get('02_generate', {}).get('status') == 'ok': break
+            time.sleep(0.2)
+        assert p.poll() is None, 'the run finished before it could be killed'
+        kill_tree(p.pid)  # the runner and its kernel, mid chapter 03
+    finally:
+        if p.poll() is None: kill_tree(p.pid)
+        p.wait()
+    assert '03_synthetic_feedback' not in json.loads((out/'run.json').read_text())['stages']
+    r = subprocess.run(_run(out, '--stages', stages), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for s in ('00_core', '01_data', '02_generate'): assert f'[{s}] skipped' in r.stdout
+    assert '[03_synthetic_feedback] done' in r.stdout
+    rec = json.loads((out/'run.json').read_text())
+    assert rec['status'] == 'ok' and [s for s, v in rec['stages'].items() if v.get('skipped')] == ['00_core', '01_data', '02_generate']
+    # a parameter only chapter 02 takes re-runs chapter 02 and everything after it, nothing before
+    r = subprocess.run(_run(out, '--stages', stages, '--set', 'top_p=0.9'), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and '[01_data] skipped' in r.stdout and '[02_generate] done' in r.stdout and '[03_synthetic_feedback] done' in r.stdout
+
+def test_sweep_runs_one_point_per_value_from_a_finished_run(tmp_path):
+    base = tmp_path/'base'
+    r = subprocess.run(_run(base, '--stages', '00_core,01_data,02_generate'), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([str(BIN/'synthbook'), 'sweep', 'recipes/smoke.yaml', '--set', 'model=tiny-random', '--set', 'n_prompts=12',
+                        '--stages', '00_core,01_data,02_generate', '--grid', 'max_new_tokens=4,6', '--from', str(base),
+                        '--run-dir', str(tmp_path/'sw')], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path/'sw'/'sweep'/'sweep.json').read_text())
+    assert [(row['max_new_tokens'], row['ran']) for row in rows] == [(4, ['02_generate']), (6, ['02_generate'])]
+    assert (tmp_path/'sw'/'sweep'/'sweep.md').read_text().count('02_generate') == 2
+
+def test_recipes_hold_the_global_batch_on_their_hardware():
+    recipes = sorted((ROOT/'recipes').glob('*.yaml'))
+    gpu = [p for p in recipes if p.name.startswith('gpu-')]
+    assert {p.stem for p in gpu} >= {'gpu-1x-qlora', 'gpu-8x-ddp', 'gpu-8x-zero3', 'gpu-8x-fsdp'}
+    for p in recipes:
+        cfg = load_recipe(p)
+        plan = batch_plan(cfg.global_batch_size, cfg.device_batch_size, cfg.num_processes)
+        assert plan['per device'] * plan['accumulation'] * plan['processes'] == cfg.global_batch_size, p.name
+        if cfg.accelerate_config:
+            acc = yaml.safe_load((ROOT/cfg.accelerate_config).read_text())
+            assert acc['num_processes'] == cfg.num_processes and acc['distributed_type'] in ('MULTI_GPU', 'DEEPSPEED', 'FSDP'), p.name
+    assert {load_recipe(p).global_batch_size for p in gpu} == {64}  # one experiment, four hardware layouts
+    assert {yaml.safe_load((ROOT/load_recipe(p).accelerate_config).read_text())['distributed_type'] for p in gpu if load_recipe(p).accelerate_config} == {'MULTI_GPU', 'DEEPSPEED', 'FSDP'}
+
+def test_slurm_template_is_valid_bash_and_runs_a_recipe():
+    f = ROOT/'slurm'/'synthbook.sbatch'
+    assert subprocess.run(['bash', '-n', str(f)]).returncode == 0
+    text = f.read_text()
+    assert '#SBATCH --gpus-per-node=' in text and 'synthbook run "${RECIPE}"' in text
+    default = text.split('RECIPE="${RECIPE:-')[1].split('}')[0]
+    assert (ROOT/default).exists()
