@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model, load_model_from, write_json
 from .data import DataError, sample_rows
+from .genrm import fast_cpu_logprobs
 from .reward import as_conversation, pairs_of, token_lengths, trains_in_bf16
 
 # %% auto #0
@@ -76,10 +77,14 @@ def dpo_args(cfg:Config, out:Path, model, processes:int|None=None, progress:bool
     "TRL's `DPOConfig` for `cfg`, with the global batch split for `processes` (default: this run's world size)."
     from trl import DPOConfig
     plan = batch_plan(cfg.global_batch_size, cfg.device_batch_size, processes or world_size())
+    # TRL 1.16 caches precomputed reference log-probabilities of an in-memory dataset in a per-process temporary folder
+    # and hands rank 0's path to every rank, so on several processes the reference is computed at each step instead
+    precompute = cfg.precompute_ref_log_probs and plan['processes'] == 1
     return DPOConfig(output_dir=str(out), beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss_type], learning_rate=cfg.dpo_learning_rate,
                      num_train_epochs=cfg.dpo_epochs, per_device_train_batch_size=plan['per device'],
                      per_device_eval_batch_size=plan['per device'], gradient_accumulation_steps=plan['accumulation'],
                      max_length=cfg.max_length, gradient_checkpointing=cfg.gradient_checkpointing, optim=cfg.optim,
+                     precompute_ref_log_probs=precompute, precompute_ref_batch_size=8 * plan['per device'],
                      bf16=trains_in_bf16(model), logging_steps=1, report_to='none', seed=cfg.seed, data_seed=cfg.seed,
                      save_strategy='steps' if cfg.checkpoint_steps else 'no', save_steps=cfg.checkpoint_steps or 500,
                      save_total_limit=2, ddp_find_unused_parameters=False, disable_tqdm=not progress,
@@ -138,6 +143,7 @@ def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|
     from datasets import Dataset
     from trl import DPOTrainer
     if not pairs: raise DataError("no pairs to train the policy on")
+    if model.device.type == 'cpu': fast_cpu_logprobs()
     ds = lambda ps: Dataset.from_list([as_conversation(p) for p in ps])
     return DPOTrainer(model=model, args=args, train_dataset=ds(pairs), eval_dataset=ds(eval_pairs) if eval_pairs else None,
                       processing_class=tokenizer)
@@ -162,10 +168,11 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
     heldout = dpo_pairs(held_rows, cfg.dpo_methods, tok, cfg.max_length, where=str(cfg.out/'pairs_heldout.jsonl'))[0] if held_rows else []
     model, tok = policy_model(cfg)
     ckpt = cfg.out/'dpo_checkpoints'
-    trainer = dpo_trainer(model, tok, train, dpo_args(cfg, ckpt, model, progress=progress), heldout)
     last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
     t0 = time.perf_counter()
-    with PeakMemory() as memory: trainer.train(resume_from_checkpoint=last)
+    with PeakMemory() as memory:  # the trainer's set-up counts: it computes the reference log-probabilities once
+        trainer = dpo_trainer(model, tok, train, dpo_args(cfg, ckpt, model, progress=progress), heldout)
+        trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
     model.eval()
     held = trainer.evaluate() if heldout else {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from .data import DataError, text_of
 from .feedback import Judge, judge_both_orders, mentions_avoided, principle_of, word_count
-from .generate import TransformersBackend, as_messages
+from .generate import LoopBackend, as_messages
 from .genrm import credit
 from .dpo import save_figure
 from .reward import accuracy_row
@@ -26,7 +26,7 @@ def before_after(policy, tokenizer,
                  max_new_tokens:int=64, batch_size:int=16,
                 ) -> tuple[list[str], list[str]]:  # (base responses, policy responses)
     "Greedy responses of the base model (adapter off) and of the policy (adapter on) to the same conversations."
-    gen = TransformersBackend(policy, tokenizer, batch_size, progress=False)
+    gen = LoopBackend(policy, tokenizer, batch_size, progress=False)
     answer = lambda: [o for [o] in gen.generate(convs, 1, max_new_tokens, temperature=0)]
     with policy.disable_adapter(): base = answer()
     return base, answer()

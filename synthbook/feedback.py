@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model_from, write_json
 from .data import check_pair, is_messages, text_of, write_jsonl
-from .generate import Backend, as_messages, make_backend
+from .generate import Backend, as_messages, common_prefix_length, forward_after_prefix, make_backend, prefix_cache
 
 # %% auto #0
 __all__ = ['STRONG_SYSTEM', 'DEMOS', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'VERDICT_PREFIX', 'RATING_SYSTEM', 'RATING_TEMPLATE',
@@ -189,19 +189,21 @@ def next_token_probs(model, tokenizer,
     ids = [i[0] for i in ids]
     prefixes = [prefix] * len(convs) if isinstance(prefix, str) else prefix
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + x for c, x in zip(convs, prefixes, strict=True)]
+    seqs = [tokenizer(t, add_special_tokens=False)['input_ids'] for t in texts]
+    n_shared = common_prefix_length(seqs) if len(seqs) > 1 else 0  # the judge's instructions: read once, not once a row
     head = model.get_output_embeddings()
     w = head.weight[ids].detach().float()
     b = head.bias[ids].detach().float() if getattr(head, 'bias', None) is not None else 0.0
     last = {}  # the head's input at the last position, projected in fp32 below: bf16 logits round to steps of 1/16
     hook = head.register_forward_hook(lambda m, args, res: last.__setitem__('h', args[0][:, -1].float()))
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
-    tokenizer.padding_side, out = 'left', torch.empty(len(texts), len(ids))
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths share a batch: less padding
+    out = torch.empty(len(seqs), len(ids))
     try:
-        for s in range(0, len(texts), batch_size):
-            idx = order[s:s + batch_size]
-            enc = tokenizer([texts[i] for i in idx], return_tensors='pt', padding=True, add_special_tokens=False).to(model.device)
-            with torch.inference_mode():
-                model(**enc, logits_to_keep=1)
+        with torch.inference_mode():
+            shared = prefix_cache(model, seqs[0][:n_shared])
+            for s in range(0, len(seqs), batch_size):
+                idx = order[s:s + batch_size]
+                forward_after_prefix(model, [seqs[i][n_shared:] for i in idx], shared, tokenizer.pad_token_id)
                 out[idx] = torch.softmax(last['h'] @ w.T + b, -1).cpu()
     finally: hook.remove()
     return out
@@ -250,7 +252,8 @@ def judge_both_orders(judge:Judge,
                       tie_margin:float=0.02,  # |p - 0.5| at or below this is a tie
                      ) -> list[dict]:
     "Judge each comparison as given and swapped; label it 'a', 'b', 'tie', or None when a verdict is unreadable."
-    first, second = judge.judge_many(items), judge.judge_many([(p, b, a) for p, a, b in items])
+    both = judge.judge_many(list(items) + [(p, b, a) for p, a, b in items])  # one call: shared prefix, length-sorted batches
+    first, second = both[:len(items)], both[len(items):]
     out = []
     for (v1, p1), (v2, p2) in zip(first, second):
         if v1 is None or v2 is None:

@@ -6,15 +6,19 @@ Docs: https://synthbook.github.io/synthbook/generate.html.md"""
 
 # %% ../nbs/02_generate.ipynb #cc60f6d9
 from __future__ import annotations
-import importlib.util, time
+import copy, importlib.util, time
 import torch
 from tqdm import tqdm  # text bars: papermill stores them, widgets it cannot
-from .core import Config, load_model_from, resolve_model, pick_dtype
+from transformers import AttentionInterface, DynamicCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from .core import Config, load_model, load_model_from, resolve_model, pick_dtype
 from .data import is_messages
 
 # %% auto #0
-__all__ = ['as_messages', 'Backend', 'TransformersBackend', 'VLLMBackend', 'vllm_available', 'pick_backend', 'make_backend',
-           'generation_rows']
+__all__ = ['BACKENDS', 'as_messages', 'Backend', 'TransformersBackend', 'nucleus', 'sample_next', 'decode_attention',
+           'common_prefix_length', 'prefix_cache', 'forward_after_prefix', 'LoopBackend', 'VLLMBackend',
+           'vllm_available', 'pick_backend', 'make_backend', 'generation_rows']
 
 # %% ../nbs/02_generate.ipynb #3e3f203f
 def as_messages(prompt, system:str|None=None) -> list[dict]:
@@ -88,6 +92,135 @@ class TransformersBackend(Backend):
                 bar.update(len(enc['input_ids']))
         return out, new_tokens
 
+# %% ../nbs/02_generate.ipynb #4af249ab
+def nucleus(logits:torch.Tensor,  # (batch, vocab) next-token logits
+            temperature:float=0.7, top_k:int=50, top_p:float=0.95,
+           ) -> tuple[torch.Tensor, torch.Tensor]:  # (probabilities, token ids), each (batch, candidates)
+    "The sampling distribution of temperature → top-k → top-p, over the top-k candidates only (0 means no top-k)."
+    k = min(top_k, logits.shape[-1]) if top_k else logits.shape[-1]
+    values, ids = torch.topk(logits.float() / temperature, k, dim=-1)  # sorted, best first
+    if top_p < 1.0:
+        ascending = values.flip(-1)
+        drop = ascending.softmax(-1).cumsum(-1) <= 1 - top_p  # the tail transformers' top-p warper removes
+        drop[..., -1] = False
+        values = ascending.masked_fill(drop, float('-inf')).flip(-1)
+    return values.softmax(-1), ids
+
+# %% ../nbs/02_generate.ipynb #8b11ea42
+def sample_next(logits:torch.Tensor, temperature:float=0.7, top_k:int=50, top_p:float=0.95,
+                generator:torch.Generator|None=None) -> torch.Tensor:
+    "One token per row: drawn from `nucleus`, or the argmax when `temperature` is 0."
+    if temperature == 0: return logits.argmax(-1)
+    probs, ids = nucleus(logits, temperature, top_k, top_p)
+    return ids.gather(-1, torch.multinomial(probs, 1, generator=generator)).squeeze(-1)
+
+# %% ../nbs/02_generate.ipynb #bb59ceaa
+def decode_attention(module, query, key, value, attention_mask, scaling:float|None=None, dropout:float=0.0, **kwargs):
+    "Attention for one new token per row as two small fp32 matmuls per key-value head; longer queries go to SDPA."
+    if query.shape[2] != 1 or dropout: return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                                                     dropout=dropout, scaling=scaling, **kwargs)
+    batch, heads, _, dim = query.shape
+    grouped = query.reshape(batch, key.shape[1], heads // key.shape[1], dim).float()  # queries sharing a key-value head
+    scores = grouped @ key.float().transpose(-1, -2) * (dim ** -0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        scores = scores.masked_fill(~attention_mask, float('-inf')) if attention_mask.dtype == torch.bool else scores + attention_mask
+    out = (scores.softmax(-1) @ value.float()).to(value.dtype)
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2), None
+
+AttentionInterface.register('synthbook_decode', decode_attention)
+AttentionMaskInterface.register('synthbook_decode', sdpa_mask)  # the same masks SDPA gets
+
+# %% ../nbs/02_generate.ipynb #921ebee4
+def common_prefix_length(seqs:list[list[int]]) -> int:
+    "Tokens all of `seqs` start with, leaving at least one token of each to read."
+    n = min(map(len, seqs)) - 1
+    for s in seqs[1:]:
+        n = next((i for i, (a, b) in enumerate(zip(seqs[0][:n], s[:n])) if a != b), n)
+    return max(n, 0)
+
+# %% ../nbs/02_generate.ipynb #65446b22
+def prefix_cache(model, prefix_ids:list[int]) -> DynamicCache:
+    "The keys and values of `prefix_ids`, computed once at batch 1."
+    cache = DynamicCache(config=model.config)
+    if prefix_ids:
+        model(input_ids=torch.tensor([prefix_ids], device=model.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return cache
+
+def forward_after_prefix(model,
+                         suffixes:list[list[int]],  # each row's tokens after the shared prefix
+                         prefix:DynamicCache,  # `prefix_cache` of the shared prefix, left unchanged
+                         pad_id:int, logits_to_keep:int=1):
+    "Run `suffixes` after a shared prefix: (model output, the batch's cache, attention mask, next positions)."
+    n_prefix, width = prefix.get_seq_length(), max(map(len, suffixes))
+    ids = torch.full((len(suffixes), width), pad_id)
+    mask = torch.zeros((len(suffixes), n_prefix + width), dtype=torch.long)
+    mask[:, :n_prefix] = 1
+    for i, s in enumerate(suffixes):  # left padding between prefix and suffix: the last position is every row's last token
+        ids[i, width - len(s):] = torch.tensor(s)
+        mask[i, n_prefix + width - len(s):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, n_prefix:]
+    cache = copy.deepcopy(prefix)
+    if n_prefix: cache.batch_repeat_interleave(len(suffixes))
+    dev = model.device
+    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev), past_key_values=cache,
+                use_cache=True, logits_to_keep=logits_to_keep)
+    return out, cache, mask.to(dev), positions[:, -1:].to(dev) + 1
+
+# %% ../nbs/02_generate.ipynb #759deff3
+class LoopBackend(Backend):
+    "A decode loop over a `transformers` model: shared prefix, prompts read once for `n` samples, top-k-first sampling."
+    name = 'loop'
+    def __init__(self, model, tokenizer, batch_size:int=16, progress:bool=True, share_prefix:bool=True):
+        super().__init__()
+        self.model, self.tok, self.batch_size, self.progress, self.share_prefix = model.eval(), tokenizer, batch_size, progress, share_prefix
+
+    def _generate(self, convs, n, max_new_tokens, temperature, top_p, seed):
+        ids = [self.tok.apply_chat_template(c, add_generation_prompt=True, return_dict=True)['input_ids'] for c in convs]
+        stop = self.model.generation_config.eos_token_id
+        stop = torch.tensor(sorted(set(stop if isinstance(stop, list) else [stop]) | {self.tok.eos_token_id}))
+        top_k = 50 if self.model.generation_config.top_k is None else self.model.generation_config.top_k  # generate's default
+        n_prefix = common_prefix_length(ids) if self.share_prefix and len(ids) > 1 else 0
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
+        out, new_tokens, previous = [None] * len(ids), 0, self.model.config._attn_implementation
+        self.model.set_attn_implementation('synthbook_decode')
+        try:
+            with torch.inference_mode(), tqdm(total=len(ids), desc=f'generate x{n}', disable=not self.progress, leave=False) as bar:
+                prefix = prefix_cache(self.model, ids[0][:n_prefix])
+                for start in range(0, len(ids), self.batch_size):
+                    batch = order[start:start + self.batch_size]
+                    rows = self._decode([ids[i][n_prefix:] for i in batch], prefix, n, max_new_tokens, temperature, top_k,
+                                        top_p, seed + start, stop.to(self.model.device))
+                    new_tokens += sum(map(len, rows))
+                    for j, i in enumerate(batch):
+                        out[i] = [self.tok.decode(r, skip_special_tokens=True).strip() for r in rows[j * n:(j + 1) * n]]
+                    bar.update(len(batch))
+        finally: self.model.set_attn_implementation(previous)
+        return out, new_tokens
+
+    def _decode(self, suffixes, prefix, n, max_new_tokens, temperature, top_k, top_p, seed, stop) -> list[list[int]]:
+        "New tokens of `n` samples per suffix, each up to and including its first stop token."
+        res, cache, mask, positions = forward_after_prefix(self.model, suffixes, prefix, self.tok.pad_token_id)
+        logits = res.logits[:, -1].repeat_interleave(n, 0)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            mask, positions = mask.repeat_interleave(n, 0), positions.repeat_interleave(n, 0)
+        generator = torch.Generator(device=self.model.device).manual_seed(seed)
+        rows, alive = [[] for _ in range(len(suffixes) * n)], torch.arange(len(suffixes) * n)
+        for step in range(max_new_tokens):
+            token = sample_next(logits, temperature, top_k, top_p, generator)
+            for r, t in zip(alive.tolist(), token.tolist()): rows[r].append(t)
+            done = torch.isin(token, stop)
+            if step == max_new_tokens - 1 or done.all(): break
+            if done.any():  # finished rows leave the batch
+                keep = (~done).nonzero().squeeze(-1)
+                alive, token, mask, positions = alive[keep.cpu()], token[keep], mask[keep], positions[keep]
+                cache.batch_select_indices(keep)
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], -1)
+            logits = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                use_cache=True).logits[:, -1]
+            positions = positions + 1
+        return rows
+
 # %% ../nbs/02_generate.ipynb #3e0d523e
 class VLLMBackend(Backend):
     "Generation with vLLM's `LLM.chat` (CUDA)."
@@ -113,19 +246,23 @@ def vllm_available() -> bool:
     "Whether the vllm package is installed and a CUDA GPU is visible."
     return importlib.util.find_spec('vllm') is not None and torch.cuda.is_available()
 
+BACKENDS = ('auto', 'loop', 'transformers', 'vllm')
+
 def pick_backend(backend:str='auto') -> str:
     "The backend `backend` resolves to on this machine."
-    if backend not in ('auto', 'transformers', 'vllm'): raise ValueError(f"backend must be auto, transformers or vllm, got {backend!r}")
+    if backend not in BACKENDS: raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == 'vllm' and not vllm_available(): raise ValueError("backend 'vllm' needs the vllm package and a CUDA GPU")
-    return ('vllm' if vllm_available() else 'transformers') if backend == 'auto' else backend
+    return ('vllm' if vllm_available() else 'loop') if backend == 'auto' else backend
 
 def make_backend(cfg:Config, model=None, tokenizer=None, progress:bool=True) -> Backend:
-    "The generation backend `cfg` asks for; reuses `model` and `tokenizer` for `transformers` when given."
-    if pick_backend(cfg.backend) == 'vllm':
+    "The generation backend `cfg` asks for; reuses `model` and `tokenizer` for `loop` and `transformers` when given."
+    kind = pick_backend(cfg.backend)
+    if kind == 'vllm':
         dt = str(pick_dtype(cfg.dtype, 'cuda')).removeprefix('torch.')
         return VLLMBackend(resolve_model(cfg.model), dtype=dt, seed=cfg.seed, progress=progress)
     if model is None: model, tokenizer = load_model_from(cfg)
-    return TransformersBackend(model, tokenizer, batch_size=cfg.batch_size, progress=progress)
+    cls = LoopBackend if kind == 'loop' else TransformersBackend
+    return cls(model, tokenizer, batch_size=cfg.batch_size, progress=progress)
 
 # %% ../nbs/02_generate.ipynb #8cbf223d
 def generation_rows(prompts:list[dict], responses:list[list[str]], cfg:Config, backend:Backend, **extra) -> list[dict]:

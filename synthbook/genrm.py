@@ -13,15 +13,15 @@ from .core import Config, add_lora, load_model, write_json
 from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
-from .generate import Backend, TransformersBackend, as_messages
+from .generate import Backend, LoopBackend, as_messages
 from .reward import accuracy_row, trains_in_bf16
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
-           'judge_conversation', 'credit', 'judge_row', 'evaluate_judge', 'chain_text', 'sft_row', 'genrm_rows',
-           'judge_model', 'judge_model_from', 'train_judge_sft', 'split_chain', 'CoTJudge', 'hint_conversation',
-           'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'save_judge',
-           'load_judge']
+           'judge_conversation', 'credit', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
+           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'judge_model', 'judge_model_from',
+           'train_judge_sft', 'split_chain', 'CoTJudge', 'hint_conversation', 'star_records', 'star_sft_rows',
+           'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -80,6 +80,79 @@ def evaluate_judge(judge:Judge, sets:dict, tie_margin:float=0.02, n_boot:int=100
         rows.append(judge_row(res, secs, n_boot, seed, pf, judge=judge.name, set=name))
     return rows
 
+# %% ../nbs/05_generative_reward_models.ipynb #892b6491
+def lean_forward_tile(tile, tile_stride, targets, running_max, sum_exp, x_sum_exp, sq_sum_exp, z_sum, max_before_target,
+                      target_logit, vocab_start, n_cols, logit_scale, softcap, inv_t, HAS_SOFTCAP, HAS_ENTROPY,
+                      HAS_LOG_SUM_SQ_PROBS, HAS_MEAN_LOGITS, HAS_IS_TOP1, BLOCK_SIZE):
+    "TRL's online-logsumexp fold of one `[tokens, vocab chunk]` logit tile, in fewer passes over it (same signature)."
+    from trl.kernels import chunked_logprob
+    if HAS_SOFTCAP or HAS_LOG_SUM_SQ_PROBS:  # rarer outputs: TRL's own fold
+        stock = getattr(chunked_logprob, '_stock_forward_tile', chunked_logprob._forward_tile)
+        return stock(tile, tile_stride, targets, running_max, sum_exp, x_sum_exp, sq_sum_exp, z_sum,
+                     max_before_target, target_logit, vocab_start, n_cols, logit_scale, softcap,
+                     inv_t, HAS_SOFTCAP, HAS_ENTROPY, HAS_LOG_SUM_SQ_PROBS, HAS_MEAN_LOGITS,
+                     HAS_IS_TOP1, BLOCK_SIZE)
+    z = tile.float()
+    if logit_scale * inv_t != 1.0: z.mul_(logit_scale * inv_t)
+    local = targets - vocab_start
+    in_tile = (local >= 0) & (local < n_cols)
+    target_logit.copy_(torch.where(in_tile, z.gather(-1, local.clamp(0, n_cols - 1)[:, None]).squeeze(-1), target_logit))
+    tile_max, first_max = z.max(-1)
+    if HAS_MEAN_LOGITS: z_sum += z.sum(-1)
+    if HAS_IS_TOP1:  # a first maximum before the target is the largest logit before it; one after it beats the target anyway
+        max_before_target.copy_(torch.where(first_max < local, torch.maximum(max_before_target, tile_max), max_before_target))
+    new_max = torch.maximum(running_max, tile_max)
+    rescale = torch.exp(running_max - new_max)
+    shifted = z.sub_(new_max[:, None])
+    e = shifted.exp()
+    e_sum = e.sum(-1)
+    if HAS_ENTROPY:  # Σ e·z = Σ e·(z - max) + max·Σ e
+        x_sum_exp.mul_(rescale).add_(torch.einsum('ij,ij->i', e, shifted) + new_max * e_sum)
+    sum_exp.mul_(rescale).add_(e_sum)
+    running_max.copy_(new_max)
+
+# %% ../nbs/05_generative_reward_models.ipynb #722e0cc6
+def lean_backward_tile(tile, tile_stride, targets, log_z, entropy, grad_logprobs, grad_entropy, vocab_start, n_cols,
+                       logit_scale, softcap, inv_t, HAS_SOFTCAP, HAS_LOGPROB_GRAD, HAS_ENTROPY_GRAD, BLOCK_SIZE):
+    "The logits' gradient of one tile in place, d log p(target)/dz = 1[target] - softmax(z), in fewer passes (same signature)."
+    from trl.kernels import chunked_logprob
+    if HAS_SOFTCAP or HAS_ENTROPY_GRAD or not HAS_LOGPROB_GRAD:
+        stock = getattr(chunked_logprob, '_stock_backward_tile', chunked_logprob._backward_tile)
+        return stock(tile, tile_stride, targets, log_z, entropy, grad_logprobs, grad_entropy,
+                     vocab_start, n_cols, logit_scale, softcap, inv_t, HAS_SOFTCAP,
+                     HAS_LOGPROB_GRAD, HAS_ENTROPY_GRAD, BLOCK_SIZE)
+    scale = logit_scale * inv_t
+    p = tile.float()
+    if scale != 1.0: p.mul_(scale)
+    p.sub_(log_z[:, None]).exp_()
+    g = grad_logprobs * scale
+    p.mul_(-g[:, None])
+    local = targets - vocab_start
+    rows = ((local >= 0) & (local < n_cols)).nonzero().squeeze(-1)
+    p[rows, local[rows]] += g[rows]
+    tile.copy_(p)
+
+# %% ../nbs/05_generative_reward_models.ipynb #8ef83e7e
+def fast_cpu_logprobs() -> bool:
+    "Make TRL's chunked log-probability head score only completion tokens on a CPU, with the lean folds; False if TRL differs."
+    from trl.kernels import chunked_logprob
+    from trl.trainer import utils
+    if not all(hasattr(m, n) for m, n in ((chunked_logprob, '_forward_tile'), (chunked_logprob, '_backward_tile'),
+                                          (chunked_logprob, '_use_triton'), (utils, '_use_triton'))):
+        return False  # another TRL: its stock path stays
+    if getattr(utils._use_triton, 'synthbook', False): return True
+    triton_device = chunked_logprob._use_triton
+    def compact_on_cpu(device):  # TRL scores every position where Triton is missing, for fixed compiler shapes
+        return device.type == 'cpu' or triton_device(device)
+    compact_on_cpu.synthbook = True
+    utils._use_triton = compact_on_cpu  # only decides which positions are scored; the kernels still come from the line below
+    stock_forward, stock_backward = chunked_logprob._forward_tile, chunked_logprob._backward_tile
+    def forward_tile(*a, **k): return (lean_forward_tile if a[0].device.type == 'cpu' else stock_forward)(*a, **k)
+    def backward_tile(*a, **k): return (lean_backward_tile if a[0].device.type == 'cpu' else stock_backward)(*a, **k)
+    chunked_logprob._stock_forward_tile, chunked_logprob._stock_backward_tile = stock_forward, stock_backward
+    chunked_logprob._forward_tile, chunked_logprob._backward_tile = forward_tile, backward_tile
+    return True
+
 # %% ../nbs/05_generative_reward_models.ipynb #41917232
 def chain_text(rationale:str, verdict:str) -> str:
     "A judge's answer: the rationale (may be empty), then `Verdict: [[A]]` or `[[B]]`."
@@ -113,6 +186,7 @@ def _train_args(cls, model, out:Path, epochs:int, learning_rate:float, batch_siz
 
 def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     from datasets import Dataset
+    if model.device.type == 'cpu': fast_cpu_logprobs()
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.train()
     model.eval()
@@ -145,7 +219,7 @@ class CoTJudge(Judge):
                  temperature:float=1.0, top_p:float=0.95, seed:int=0,
                  system:str=COMPACT_JUDGE_SYSTEM, batch_size:int=16, name:str='CoT-GenRM'):
         self.model, self.tok, self.k, self.max_new_tokens = model, tokenizer, k, max_new_tokens
-        self.gen = gen or TransformersBackend(model, tokenizer, batch_size, progress=False)
+        self.gen = gen or LoopBackend(model, tokenizer, batch_size, progress=False)
         self.temperature, self.top_p, self.seed, self.system, self.batch_size, self.name = temperature, top_p, seed, system, batch_size, name
         self.counts, self.calls = dict(samples=0, unwritten=0), 0
 

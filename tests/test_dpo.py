@@ -80,3 +80,28 @@ def test_peak_memory_sees_a_short_allocation():
         x = torch.ones(32, 2**20); time.sleep(0.1); del x  # 128 MB
     d = pm.as_dict()
     assert d['peak RSS (MB)'] - d['RSS at start (MB)'] >= 100 and d['peak CUDA allocated (MB)'] is None
+
+def test_lean_logprob_folds_equal_trl_folds():
+    "The CPU folds chapter 06 installs give TRL's log-probs, entropy, mean logits, top-1 flags and gradients."
+    import trl.kernels.chunked_logprob as K
+    from synthbook.genrm import fast_cpu_logprobs, lean_backward_tile, lean_forward_tile
+    g = torch.Generator().manual_seed(1)
+    hidden, vocab = torch.randn(50, 32, generator=g).bfloat16(), torch.randn(3000, 32, generator=g).bfloat16()
+    targets = torch.randint(0, 3000, (50,), generator=g)
+    targets[:10] = (hidden.float() @ vocab.float().T).argmax(-1)[:10]
+    def run(fwd, bwd):
+        saved = K._forward_tile, K._backward_tile
+        K._forward_tile, K._backward_tile = fwd, bwd
+        try:
+            h = hidden.clone().requires_grad_(True)
+            out = K.ChunkedLogProbFunction.apply(h, vocab, None, targets, 1.0, 700, None, 1.0,
+                                                 ('log_probs', 'entropy', 'mean_logits', 'is_top1'))
+            out[0].sum().backward()
+            return [o for o in out if o is not None], h.grad
+        finally: K._forward_tile, K._backward_tile = saved
+    fast_cpu_logprobs()
+    stock = K._stock_forward_tile, K._stock_backward_tile
+    (o1, g1), (o2, g2) = run(*stock), run(lean_forward_tile, lean_backward_tile)
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-4) for a, b in zip(o1, o2)) and o1[3].sum() >= 10
+    assert torch.allclose(g1.float(), g2.float(), atol=1e-2)
+    assert fast_cpu_logprobs()  # idempotent

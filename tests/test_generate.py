@@ -25,13 +25,34 @@ def test_left_padding_and_greedy(tiny):
     with pytest.raises(ValueError, match='greedy'): be.generate(['x'], n=2, temperature=0)
     assert be.generate([], n=2) == []
 
+def test_loop_backend_matches_generate_greedy_and_is_seeded(tiny):
+    "The decode loop (shared prefix, prompts read once, finished rows dropped) gives model.generate's greedy text in fp32."
+    prompts = ['short', 'a much longer prompt with many more words in it', [{'role': 'user', 'content': 'three'}], 'four']
+    stock, loop = G.TransformersBackend(*tiny, batch_size=3, progress=False), G.LoopBackend(*tiny, batch_size=3, progress=False)
+    assert loop.generate(prompts, max_new_tokens=12, temperature=0) == stock.generate(prompts, max_new_tokens=12, temperature=0)
+    a = loop.generate(prompts, n=3, max_new_tokens=8, temperature=1.0, seed=5)
+    assert [len(r) for r in a] == [3] * 4 and a == loop.generate(prompts, n=3, max_new_tokens=8, temperature=1.0, seed=5)
+    assert a != loop.generate(prompts, n=3, max_new_tokens=8, temperature=1.0, seed=6)
+    assert loop.stats['sequences'] == 4 + 3 * 12 and 0 < loop.stats['new_tokens'] <= (4 + 36) * 12
+    assert tiny[0].config._attn_implementation == 'sdpa'  # the loop's attention is switched back off afterwards
+
+def test_nucleus_is_transformers_sampling_distribution():
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+    logits = torch.randn(3, 500, generator=torch.Generator().manual_seed(0)) * 4
+    for top_k in (50, 0):
+        probs, ids = G.nucleus(logits, 0.7, top_k, 0.9)
+        ref = TemperatureLogitsWarper(0.7)(None, logits)
+        ref = TopPLogitsWarper(0.9)(None, TopKLogitsWarper(top_k)(None, ref) if top_k else ref).softmax(-1)
+        assert torch.allclose(torch.zeros_like(logits).scatter(-1, ids, probs), ref, atol=1e-6)
+    assert G.common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2 and G.common_prefix_length([[4], [5, 6]]) == 0
+
 def test_system_message_goes_first():
     msgs = G.as_messages('q', system='be brief')
     assert msgs == [{'role': 'system', 'content': 'be brief'}, {'role': 'user', 'content': 'q'}]
 
 def test_backend_choice(monkeypatch):
     monkeypatch.setattr(G, 'vllm_available', lambda: False)
-    assert G.pick_backend('auto') == 'transformers'
+    assert G.pick_backend('auto') == 'loop' and G.pick_backend('transformers') == 'transformers'
     with pytest.raises(ValueError, match="backend 'vllm' needs the vllm package and a CUDA GPU"): G.pick_backend('vllm')
     with pytest.raises(ValueError, match='backend must be'): G.pick_backend('tgi')
     monkeypatch.setattr(G, 'vllm_available', lambda: True)

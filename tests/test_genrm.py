@@ -23,8 +23,8 @@ class Fixed(Judge):
     "Says `first` in the given order and `second` when swapped, with the matching probabilities."
     def __init__(self, first, second): self.first, self.second, self.name = first, second, 'fixed'
     def judge_many(self, items):
-        v = self.first if items[0][1].startswith('Right') else self.second
-        return [(v, 1.0 if v == 'A' else 0.0)] * len(items)
+        vs = [self.first if a.startswith('Right') else self.second for _, a, _ in items]
+        return [(v, 1.0 if v == 'A' else 0.0) for v in vs]
 
 def test_evaluation_counts_position_bias_and_credits_ties_half():
     right = evaluate_judge(Fixed('A', 'B'), {'s': PAIRS}, n_boot=100)[0]  # follows the right answer in both orders

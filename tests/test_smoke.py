@@ -38,7 +38,8 @@ def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
     # chapter 06: DPO on the real model trained with the recipe's global batch, starting from log 2
     d = rec['metrics']['dpo_stats']
     assert d['batch']['global'] == 8 and d['steps'] == -(-d['train_pairs'] // 8) * d['epochs']
-    assert abs(d['first_step']['loss'] - 0.6931) < 1e-3 and d['memory']['peak RSS (MB)'] > d['memory']['RSS at start (MB)']
+    # log 2 at the first step, up to bf16 rounding of the reference log-probabilities computed once before training
+    assert abs(d['first_step']['loss'] - 0.6931) < 5e-3 and d['memory']['peak RSS (MB)'] > d['memory']['RSS at start (MB)']
     assert (tmp_path/'policy'/'synthbook_policy.json').exists() and (tmp_path/'figures'/'dpo_training.png').exists()
     # chapter 07: before and after on held-out prompts, in the stats and in the report
     e = rec['metrics']['eval_stats']
