@@ -13,7 +13,9 @@ Rows (see `common.py` for their fields; `speedup` > 1 means synthbook's path is 
   in its own process so the RSS is its own;
 - `chain-<stage>`: a smoke run's per-stage seconds from its `run.json` (`--run`), when there is one.
 
-Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke] [--only sampling,greedy,judging,dpo]"""
+Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke] [--only sampling,greedy,judging,dpo]
+"""
+
 from __future__ import annotations
 import argparse, json, math, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -30,7 +32,7 @@ from synthbook.generate import LoopBackend, TransformersBackend, as_messages  # 
 SAMPLING = dict(temperature=0.7, top_p=0.95)
 
 
-def prompts_for(n:int) -> list[str]:
+def prompts_for(n: int) -> list[str]:
     "The first `n` shipped general prompts, as the chain draws them."
     return [r['prompt'] for r in load_prompts(n=n, seed=0)]
 
@@ -43,17 +45,34 @@ def throughput(backend, prompts, **kw) -> tuple[float, list]:
     return backend.throughput(), out
 
 
-def sampling_rows(model, tok, bf16_flops:float, n_prompts:int=16, n:int=4, batch:int=16) -> tuple[list[dict], list]:
+def sampling_rows(
+    model, tok, bf16_flops: float, n_prompts: int = 16, n: int = 4, batch: int = 16
+) -> tuple[list[dict], list]:
     "Sampled generation at 64 and 128 new tokens, stock vs loop, at equal batch; returns the rows and the 64-token samples."
     prompts, flops, rows, samples = prompts_for(n_prompts), model_flops_per_token(model), [], None
     for tokens in (64, 128):
         res = {}
-        for be in (TransformersBackend(model, tok, batch, progress=False), LoopBackend(model, tok, batch, progress=False)):
+        for be in (
+            TransformersBackend(model, tok, batch, progress=False),
+            LoopBackend(model, tok, batch, progress=False),
+        ):
             res[be.name], out = throughput(be, prompts, n=n, max_new_tokens=tokens, seed=0, **SAMPLING)
-            if be.name == 'loop' and tokens == 64: samples = out
-        rows.append(row(f'sampling-{tokens}', 'new tokens/s', res['transformers'], res['loop'],
-                        bound_share=res['loop'] * flops / bf16_flops, stock_bound_share=round(res['transformers'] * flops / bf16_flops, 4),
-                        prompts=n_prompts, n=n, batch=f'{batch} prompts x {n}', max_new_tokens=tokens))
+            if be.name == 'loop' and tokens == 64:
+                samples = out
+        rows.append(
+            row(
+                f'sampling-{tokens}',
+                'new tokens/s',
+                res['transformers'],
+                res['loop'],
+                bound_share=res['loop'] * flops / bf16_flops,
+                stock_bound_share=round(res['transformers'] * flops / bf16_flops, 4),
+                prompts=n_prompts,
+                n=n,
+                batch=f'{batch} prompts x {n}',
+                max_new_tokens=tokens,
+            )
+        )
     return rows, list(zip(prompts, samples))
 
 
@@ -64,34 +83,48 @@ def nll_of(model, tok, prompts, responses) -> float:
         for p, r in zip(prompts, responses):
             ids = tok.apply_chat_template(as_messages(p), add_generation_prompt=True, return_dict=True)['input_ids']
             resp = tok(r, add_special_tokens=False)['input_ids']
-            if not resp: continue
+            if not resp:
+                continue
             x = torch.tensor([ids + resp])
-            logp = torch.log_softmax(model(input_ids=x).logits[0, len(ids) - 1:-1].float(), -1)
+            logp = torch.log_softmax(model(input_ids=x).logits[0, len(ids) - 1 : -1].float(), -1)
             total -= logp.gather(-1, torch.tensor(resp)[:, None]).sum().item()
             count += len(resp)
     return total / max(count, 1)
 
 
-def greedy_row(model, tok, bf16_flops:float, n_prompts:int=32, batch:int=32, tokens:int=64) -> dict:
+def greedy_row(model, tok, bf16_flops: float, n_prompts: int = 32, batch: int = 32, tokens: int = 64) -> dict:
     "Greedy decoding, stock vs loop, with the identity guard in fp32 and bf16 and the NLL of both outputs."
     prompts, flops = prompts_for(n_prompts), model_flops_per_token(model)
     kw = dict(max_new_tokens=tokens, temperature=0)
     stock_tps, stock_out = throughput(TransformersBackend(model, tok, batch, progress=False), prompts, **kw)
     loop_tps, loop_out = throughput(LoopBackend(model, tok, batch, progress=False), prompts, **kw)
     m32, t32 = load_model(BUNDLED_MODEL, dtype='float32', device='cpu')
-    same32 = [a == b for a, b in zip(TransformersBackend(m32, t32, batch, progress=False).generate(prompts, **kw),
-                                     LoopBackend(m32, t32, batch, progress=False).generate(prompts, **kw))]
+    same32 = [
+        a == b
+        for a, b in zip(
+            TransformersBackend(m32, t32, batch, progress=False).generate(prompts, **kw),
+            LoopBackend(m32, t32, batch, progress=False).generate(prompts, **kw),
+        )
+    ]
     del m32
-    return row('greedy-64', 'new tokens/s', stock_tps, loop_tps, bound_share=loop_tps * flops / bf16_flops,
-               identical_fp32=round(sum(same32) / len(same32), 3),
-               identical_bf16=round(sum(a == b for a, b in zip(stock_out, loop_out)) / len(prompts), 3),
-               nll_stock_bf16=round(nll_of(model, tok, prompts, [o for [o] in stock_out]), 4),
-               nll_loop_bf16=round(nll_of(model, tok, prompts, [o for [o] in loop_out]), 4), sequences=n_prompts)
+    return row(
+        'greedy-64',
+        'new tokens/s',
+        stock_tps,
+        loop_tps,
+        bound_share=loop_tps * flops / bf16_flops,
+        identical_fp32=round(sum(same32) / len(same32), 3),
+        identical_bf16=round(sum(a == b for a, b in zip(stock_out, loop_out)) / len(prompts), 3),
+        nll_stock_bf16=round(nll_of(model, tok, prompts, [o for [o] in stock_out]), 4),
+        nll_loop_bf16=round(nll_of(model, tok, prompts, [o for [o] in loop_out]), 4),
+        sequences=n_prompts,
+    )
 
 
-def judging_row(model, tok, samples:list, n_items:int=50, batch:int=16) -> dict:
+def judging_row(model, tok, samples: list, n_items: int = 50, batch: int = 16) -> dict:
     "Seconds per 100 verdict read-outs, both orders of `n_items` comparisons: chapter 03 vs a stock per-batch forward."
     from synthbook.feedback import JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, next_token_probs
+
     items = [(p, rs[i], rs[i + 1]) for p, rs in samples for i in (0, 2)][:n_items]
     convs = [as_messages(JUDGE_TEMPLATE.format(question=p, a=a, b=b), JUDGE_SYSTEM) for p, a, b in items]
     convs += [as_messages(JUDGE_TEMPLATE.format(question=p, a=b, b=a), JUDGE_SYSTEM) for p, a, b in items]
@@ -101,8 +134,9 @@ def judging_row(model, tok, samples:list, n_items:int=50, batch:int=16) -> dict:
     def stock():
         tok.padding_side, out = 'left', []
         for s in range(0, len(texts), batch):
-            enc = tok(texts[s:s + batch], return_tensors='pt', padding=True, add_special_tokens=False)
-            with torch.inference_mode(): out.append(model(**enc).logits[:, -1, ab].float().softmax(-1))
+            enc = tok(texts[s : s + batch], return_tensors='pt', padding=True, add_special_tokens=False)
+            with torch.inference_mode():
+                out.append(model(**enc).logits[:, -1, ab].float().softmax(-1))
         return torch.cat(out)
 
     next_token_probs(model, tok, convs[:2], VERDICT_PREFIX, ['A', 'B'])  # warm-up
@@ -110,67 +144,130 @@ def judging_row(model, tok, samples:list, n_items:int=50, batch:int=16) -> dict:
     p_project, t_project = timed(next_token_probs, model, tok, convs, VERDICT_PREFIX, ['A', 'B'], batch)
     per100 = lambda t: t * 100 / len(texts)
     tokens = sum(len(tok(t, add_special_tokens=False)['input_ids']) for t in texts)
-    return row('judging', 's per 100 judgments', per100(t_stock), per100(t_project), higher_is_better=False,
-               judgments=len(texts), mean_tokens=round(tokens / len(texts)),
-               max_abs_diff_p=round((p_stock - p_project).abs().max().item(), 4),
-               same_verdict=round(((p_stock[:, 0] > 0.5) == (p_project[:, 0] > 0.5)).float().mean().item(), 3))
+    return row(
+        'judging',
+        's per 100 judgments',
+        per100(t_stock),
+        per100(t_project),
+        higher_is_better=False,
+        judgments=len(texts),
+        mean_tokens=round(tokens / len(texts)),
+        max_abs_diff_p=round((p_stock - p_project).abs().max().item(), 4),
+        same_verdict=round(((p_stock[:, 0] > 0.5) == (p_project[:, 0] > 0.5)).float().mean().item(), 3),
+    )
 
 
-def dpo_side(side:str, pairs_file:str) -> dict:
+def dpo_side(side: str, pairs_file: str) -> dict:
     "One DPO run in this process: `stock` (DPOConfig defaults) or `project` (chapter 06's `dpo_args`)."
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
     from synthbook.core import Config
     from synthbook.dpo import PeakMemory, dpo_args, dpo_trainer, policy_model
+
     pairs = json.loads(Path(pairs_file).read_text())
-    cfg = Config(model=BUNDLED_MODEL, device='cpu', lora_r=16, lora_alpha=32, dpo_learning_rate=2e-4, global_batch_size=8)
+    cfg = Config(
+        model=BUNDLED_MODEL, device='cpu', lora_r=16, lora_alpha=32, dpo_learning_rate=2e-4, global_batch_size=8
+    )
     model, tok = policy_model(cfg)  # bf16 weights, fp32 LoRA r16 on all linear layers, seeded
     out = tempfile.mkdtemp()
-    if side == 'stock':  # TRL's defaults (gradient checkpointing, the reference recomputed every step); same lr, batch, epochs
-        args = DPOConfig(output_dir=out, learning_rate=cfg.dpo_learning_rate, per_device_train_batch_size=cfg.global_batch_size,
-                         num_train_epochs=cfg.dpo_epochs,
-                         logging_steps=1, report_to='none', save_strategy='no', use_cpu=True, seed=0, data_seed=0, disable_tqdm=True)
-    else: args = dpo_args(cfg, Path(out), model, progress=False)
-    rows = [{'prompt': [{'role': 'user', 'content': p}], 'chosen': [{'role': 'assistant', 'content': c}],
-             'rejected': [{'role': 'assistant', 'content': r}]} for p, c, r in pairs]
+    if (
+        side == 'stock'
+    ):  # TRL's defaults (gradient checkpointing, the reference recomputed every step); same lr, batch, epochs
+        args = DPOConfig(
+            output_dir=out,
+            learning_rate=cfg.dpo_learning_rate,
+            per_device_train_batch_size=cfg.global_batch_size,
+            num_train_epochs=cfg.dpo_epochs,
+            logging_steps=1,
+            report_to='none',
+            save_strategy='no',
+            use_cpu=True,
+            seed=0,
+            data_seed=0,
+            disable_tqdm=True,
+        )
+    else:
+        args = dpo_args(cfg, Path(out), model, progress=False)
+    rows = [
+        {
+            'prompt': [{'role': 'user', 'content': p}],
+            'chosen': [{'role': 'assistant', 'content': c}],
+            'rejected': [{'role': 'assistant', 'content': r}],
+        }
+        for p, c, r in pairs
+    ]
     t0 = time.perf_counter()
     with PeakMemory() as mem:
-        if side == 'stock': trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
-        else: trainer = dpo_trainer(model, tok, [dict(prompt=p, chosen=c, rejected=r) for p, c, r in pairs], args)
+        if side == 'stock':
+            trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+        else:
+            trainer = dpo_trainer(model, tok, [dict(prompt=p, chosen=c, rejected=r) for p, c, r in pairs], args)
         trainer.train()
     seconds = time.perf_counter() - t0
     losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h and 'rewards/margins' in h]
-    return dict(seconds_per_pair=seconds / len(rows), peak_rss_mb=mem.rss_mb, first_loss=losses[0], last_loss=losses[-1],
-                steps=trainer.state.global_step, gradient_checkpointing=args.gradient_checkpointing,
-                precompute_ref_log_probs=args.precompute_ref_log_probs,
-                batch=f'{args.per_device_train_batch_size} x {args.gradient_accumulation_steps}')
+    return dict(
+        seconds_per_pair=seconds / len(rows),
+        peak_rss_mb=mem.rss_mb,
+        first_loss=losses[0],
+        last_loss=losses[-1],
+        steps=trainer.state.global_step,
+        gradient_checkpointing=args.gradient_checkpointing,
+        precompute_ref_log_probs=args.precompute_ref_log_probs,
+        batch=f'{args.per_device_train_batch_size} x {args.gradient_accumulation_steps}',
+    )
 
 
-def dpo_row(samples:list, n_pairs:int=32) -> dict:
+def dpo_row(samples: list, n_pairs: int = 32) -> dict:
     "Chapter 06's DPO vs TRL's defaults, each in a fresh process, on the same pairs."
     pairs = [(p, rs[i], rs[i + 1]) for p, rs in samples for i in (0, 2) if rs[i] != rs[i + 1]][:n_pairs]
-    pairs_file = Path(tempfile.mkdtemp())/'pairs.json'
+    pairs_file = Path(tempfile.mkdtemp()) / 'pairs.json'
     pairs_file.write_text(json.dumps(pairs))
     res = {}
     for side in ('stock', 'project'):
-        r = subprocess.run([sys.executable, __file__, '--dpo-side', side, '--pairs', str(pairs_file)], capture_output=True, text=True)
-        if r.returncode: raise RuntimeError(f"DPO {side} run failed: {r.stderr.strip().splitlines()[-1]}")
+        r = subprocess.run(
+            [sys.executable, __file__, '--dpo-side', side, '--pairs', str(pairs_file)], capture_output=True, text=True
+        )
+        if r.returncode:
+            raise RuntimeError(f"DPO {side} run failed: {r.stderr.strip().splitlines()[-1]}")
         res[side] = json.loads(r.stdout.strip().splitlines()[-1])
     s, p = res['stock'], res['project']
-    return row('dpo', 's per training pair', s['seconds_per_pair'], p['seconds_per_pair'], higher_is_better=False,
-               pairs=len(pairs), peak_rss_mb_stock=round(s['peak_rss_mb']), peak_rss_mb_project=round(p['peak_rss_mb']),
-               first_loss_stock=round(s['first_loss'], 4), first_loss_project=round(p['first_loss'], 4),
-               last_loss_stock=round(s['last_loss'], 4), last_loss_project=round(p['last_loss'], 4),
-               steps=p['steps'], batch_stock=s['batch'], batch_project=p['batch'],
-               stock_settings=f"gradient_checkpointing={s['gradient_checkpointing']}, precompute_ref={s['precompute_ref_log_probs']}",
-               project_settings=f"gradient_checkpointing={p['gradient_checkpointing']}, precompute_ref={p['precompute_ref_log_probs']}")
+    return row(
+        'dpo',
+        's per training pair',
+        s['seconds_per_pair'],
+        p['seconds_per_pair'],
+        higher_is_better=False,
+        pairs=len(pairs),
+        peak_rss_mb_stock=round(s['peak_rss_mb']),
+        peak_rss_mb_project=round(p['peak_rss_mb']),
+        first_loss_stock=round(s['first_loss'], 4),
+        first_loss_project=round(p['first_loss'], 4),
+        last_loss_stock=round(s['last_loss'], 4),
+        last_loss_project=round(p['last_loss'], 4),
+        steps=p['steps'],
+        batch_stock=s['batch'],
+        batch_project=p['batch'],
+        stock_settings=f"gradient_checkpointing={s['gradient_checkpointing']}, precompute_ref={s['precompute_ref_log_probs']}",
+        project_settings=f"gradient_checkpointing={p['gradient_checkpointing']}, precompute_ref={p['precompute_ref_log_probs']}",
+    )
 
 
-def chain_rows(run_dir:Path) -> list[dict]:
+def chain_rows(run_dir: Path) -> list[dict]:
     "Per-stage seconds of a finished run, from its run.json."
-    stages = json.loads((run_dir/'run.json').read_text()).get('stages', {})
-    return [dict(workload=f'chain-{s}', unit='s', stock=None, project=v['seconds'], speedup=None, bound_share=None, run=str(run_dir))
-            for s, v in stages.items() if v.get('seconds') is not None and not v.get('skipped')]
+    stages = json.loads((run_dir / 'run.json').read_text()).get('stages', {})
+    return [
+        dict(
+            workload=f'chain-{s}',
+            unit='s',
+            stock=None,
+            project=v['seconds'],
+            speedup=None,
+            bound_share=None,
+            run=str(run_dir),
+        )
+        for s, v in stages.items()
+        if v.get('seconds') is not None and not v.get('skipped')
+    ]
 
 
 def main():
@@ -186,23 +283,33 @@ def main():
     seed_everything(0)
     only, t0 = set(a.only.split(',')), time.perf_counter()
     limits = {'bf16 matmul FLOP/s': matmul_flops(torch.bfloat16), 'fp32 matmul FLOP/s': matmul_flops(torch.float32)}
-    print(f"limits: bf16 matmul {limits['bf16 matmul FLOP/s'] / 1e9:.0f} GFLOP/s, fp32 {limits['fp32 matmul FLOP/s'] / 1e9:.0f} "
-          f"GFLOP/s, {torch.get_num_threads()} threads")
+    print(
+        f"limits: bf16 matmul {limits['bf16 matmul FLOP/s'] / 1e9:.0f} GFLOP/s, fp32 {limits['fp32 matmul FLOP/s'] / 1e9:.0f} "
+        f"GFLOP/s, {torch.get_num_threads()} threads"
+    )
     model, tok = load_model(BUNDLED_MODEL, dtype='bfloat16', device='cpu')
     rows, samples = [], None
     if only & {'sampling', 'judging', 'dpo'}:
         sampled, samples = sampling_rows(model, tok, limits['bf16 matmul FLOP/s'])
-        if 'sampling' in only: rows += sampled
-    if 'greedy' in only: rows.append(greedy_row(model, tok, limits['bf16 matmul FLOP/s']))
-    if 'judging' in only: rows.append(judging_row(model, tok, samples))
+        if 'sampling' in only:
+            rows += sampled
+    if 'greedy' in only:
+        rows.append(greedy_row(model, tok, limits['bf16 matmul FLOP/s']))
+    if 'judging' in only:
+        rows.append(judging_row(model, tok, samples))
     del model
-    if 'dpo' in only: rows.append(dpo_row(samples))
-    if Path(a.run, 'run.json').exists(): rows += chain_rows(Path(a.run))
+    if 'dpo' in only:
+        rows.append(dpo_row(samples))
+    if Path(a.run, 'run.json').exists():
+        rows += chain_rows(Path(a.run))
     path = write_bench(rows, a.out, limits)
     print_table(rows)
     for r in rows:
-        extra = {k: v for k, v in r.items() if k not in ('workload', 'unit', 'stock', 'project', 'speedup', 'bound_share')}
-        if extra: print(f"{r['workload']}: {extra}")
+        extra = {
+            k: v for k, v in r.items() if k not in ('workload', 'unit', 'stock', 'project', 'speedup', 'bound_share')
+        }
+        if extra:
+            print(f"{r['workload']}: {extra}")
     print(f'wrote {path} in {time.perf_counter() - t0:.0f} s')
 
 

@@ -268,4 +268,6 @@ def main(argv:list[str]|None=None) -> int:
         print(f'synthbook: error: {e}', file=sys.stderr)
         return 2
 
-if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())  # `python -m synthbook.run`, how each launched rank starts
+# %% ../nbs/08_scale.ipynb #eb4cc2e9
+# `python -m synthbook.run`, how each launched rank starts; skipped by nbdev's doc processor, a no-op in a kernel
+if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())
