@@ -96,9 +96,9 @@ class Config:
     dpo_epochs: int = 1  # passes over the policy's training pairs
     dpo_learning_rate: float = 2e-4  # peak learning rate of the policy's LoRA adapters
     global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps
-    device_batch_size: int = 2  # pairs per forward pass on one device: 2 holds chapter 06 near 3 GB on a CPU at the same speed as 8
+    device_batch_size: int = 2  # pairs per forward pass on one device: on a CPU 2 is as fast as 8 in half the memory
     gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
-    precompute_ref_log_probs: bool = True  # reference log-probabilities computed once before training (the reference is the frozen base)
+    precompute_ref_log_probs: bool = True  # the frozen reference's log-probabilities computed once, before training
     optim: str = 'adamw_torch'  # optimizer as transformers names it, paged_adamw_32bit for QLoRA on a GPU
     checkpoint_steps: int = 0  # save a resumable checkpoint every this many optimizer steps, 0 means never
     num_processes: int = 1  # training processes; more than 1 runs training under accelerate launch

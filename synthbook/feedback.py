@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model_from, write_json
 from .data import check_pair, is_messages, text_of, write_jsonl
-from .generate import Backend, as_messages, common_prefix_length, forward_after_prefix, make_backend, prefix_cache
+from .generate import (Backend, as_messages, common_prefix_length, forward_after_prefix, make_backend,
+                                prefix_cache)
 
 # %% auto #0
 __all__ = ['STRONG_SYSTEM', 'DEMOS', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'VERDICT_PREFIX', 'RATING_SYSTEM', 'RATING_TEMPLATE',
@@ -252,7 +253,7 @@ def judge_both_orders(judge:Judge,
                       tie_margin:float=0.02,  # |p - 0.5| at or below this is a tie
                      ) -> list[dict]:
     "Judge each comparison as given and swapped; label it 'a', 'b', 'tie', or None when a verdict is unreadable."
-    both = judge.judge_many(list(items) + [(p, b, a) for p, a, b in items])  # one call: shared prefix, length-sorted batches
+    both = judge.judge_many(list(items) + [(p, b, a) for p, a, b in items])  # one call: shared prefix, sorted batches
     first, second = both[:len(items)], both[len(items):]
     out = []
     for (v1, p1), (v2, p2) in zip(first, second):

@@ -123,7 +123,8 @@ def decode_attention(module, query, key, value, attention_mask, scaling:float|No
     grouped = query.reshape(batch, key.shape[1], heads // key.shape[1], dim).float()  # queries sharing a key-value head
     scores = grouped @ key.float().transpose(-1, -2) * (dim ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
-        scores = scores.masked_fill(~attention_mask, float('-inf')) if attention_mask.dtype == torch.bool else scores + attention_mask
+        if attention_mask.dtype == torch.bool: scores = scores.masked_fill(~attention_mask, float('-inf'))
+        else: scores = scores + attention_mask
     out = (scores.softmax(-1) @ value.float()).to(value.dtype)
     return out.reshape(batch, heads, 1, dim).transpose(1, 2), None
 
@@ -143,7 +144,8 @@ def prefix_cache(model, prefix_ids:list[int]) -> DynamicCache:
     "The keys and values of `prefix_ids`, computed once at batch 1."
     cache = DynamicCache(config=model.config)
     if prefix_ids:
-        model(input_ids=torch.tensor([prefix_ids], device=model.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        ids = torch.tensor([prefix_ids], device=model.device)
+        model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
     return cache
 
 def forward_after_prefix(model,
@@ -155,15 +157,15 @@ def forward_after_prefix(model,
     ids = torch.full((len(suffixes), width), pad_id)
     mask = torch.zeros((len(suffixes), n_prefix + width), dtype=torch.long)
     mask[:, :n_prefix] = 1
-    for i, s in enumerate(suffixes):  # left padding between prefix and suffix: the last position is every row's last token
+    for i, s in enumerate(suffixes):  # padding between prefix and suffix: the last position is every row's last token
         ids[i, width - len(s):] = torch.tensor(s)
         mask[i, n_prefix + width - len(s):] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, n_prefix:]
     cache = copy.deepcopy(prefix)
     if n_prefix: cache.batch_repeat_interleave(len(suffixes))
     dev = model.device
-    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev), past_key_values=cache,
-                use_cache=True, logits_to_keep=logits_to_keep)
+    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep)
     return out, cache, mask.to(dev), positions[:, -1:].to(dev) + 1
 
 # %% ../nbs/02_generate.ipynb #759deff3
@@ -172,24 +174,28 @@ class LoopBackend(Backend):
     name = 'loop'
     def __init__(self, model, tokenizer, batch_size:int=16, progress:bool=True, share_prefix:bool=True):
         super().__init__()
-        self.model, self.tok, self.batch_size, self.progress, self.share_prefix = model.eval(), tokenizer, batch_size, progress, share_prefix
+        self.model, self.tok, self.batch_size, self.progress = model.eval(), tokenizer, batch_size, progress
+        self.share_prefix = share_prefix
 
     def _generate(self, convs, n, max_new_tokens, temperature, top_p, seed):
-        ids = [self.tok.apply_chat_template(c, add_generation_prompt=True, return_dict=True)['input_ids'] for c in convs]
+        template = lambda c: self.tok.apply_chat_template(c, add_generation_prompt=True, return_dict=True)['input_ids']
+        ids = [template(c) for c in convs]
         stop = self.model.generation_config.eos_token_id
         stop = torch.tensor(sorted(set(stop if isinstance(stop, list) else [stop]) | {self.tok.eos_token_id}))
-        top_k = 50 if self.model.generation_config.top_k is None else self.model.generation_config.top_k  # generate's default
+        top_k = self.model.generation_config.top_k
+        top_k = 50 if top_k is None else top_k  # generate's default
         n_prefix = common_prefix_length(ids) if self.share_prefix and len(ids) > 1 else 0
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
         out, new_tokens, previous = [None] * len(ids), 0, self.model.config._attn_implementation
         self.model.set_attn_implementation('synthbook_decode')
         try:
-            with torch.inference_mode(), tqdm(total=len(ids), desc=f'generate x{n}', disable=not self.progress, leave=False) as bar:
+            bar = tqdm(total=len(ids), desc=f'generate x{n}', disable=not self.progress, leave=False)
+            with torch.inference_mode(), bar:
                 prefix = prefix_cache(self.model, ids[0][:n_prefix])
                 for start in range(0, len(ids), self.batch_size):
                     batch = order[start:start + self.batch_size]
-                    rows = self._decode([ids[i][n_prefix:] for i in batch], prefix, n, max_new_tokens, temperature, top_k,
-                                        top_p, seed + start, stop.to(self.model.device))
+                    rows = self._decode([ids[i][n_prefix:] for i in batch], prefix, n, max_new_tokens, temperature,
+                                        top_k, top_p, seed + start, stop.to(self.model.device))
                     new_tokens += sum(map(len, rows))
                     for j, i in enumerate(batch):
                         out[i] = [self.tok.decode(r, skip_special_tokens=True).strip() for r in rows[j * n:(j + 1) * n]]
@@ -216,8 +222,8 @@ class LoopBackend(Backend):
                 alive, token, mask, positions = alive[keep.cpu()], token[keep], mask[keep], positions[keep]
                 cache.batch_select_indices(keep)
             mask = torch.cat([mask, mask.new_ones(len(alive), 1)], -1)
-            logits = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                use_cache=True).logits[:, -1]
+            logits = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
+                                past_key_values=cache, use_cache=True).logits[:, -1]
             positions = positions + 1
         return rows
 

@@ -96,11 +96,13 @@ def lean_forward_tile(tile, tile_stride, targets, running_max, sum_exp, x_sum_ex
     if logit_scale * inv_t != 1.0: z.mul_(logit_scale * inv_t)
     local = targets - vocab_start
     in_tile = (local >= 0) & (local < n_cols)
-    target_logit.copy_(torch.where(in_tile, z.gather(-1, local.clamp(0, n_cols - 1)[:, None]).squeeze(-1), target_logit))
+    at_target = z.gather(-1, local.clamp(0, n_cols - 1)[:, None]).squeeze(-1)
+    target_logit.copy_(torch.where(in_tile, at_target, target_logit))
     tile_max, first_max = z.max(-1)
     if HAS_MEAN_LOGITS: z_sum += z.sum(-1)
-    if HAS_IS_TOP1:  # a first maximum before the target is the largest logit before it; one after it beats the target anyway
-        max_before_target.copy_(torch.where(first_max < local, torch.maximum(max_before_target, tile_max), max_before_target))
+    if HAS_IS_TOP1:  # a first maximum before the target is the largest logit before it; one after it beats the target
+        before = torch.maximum(max_before_target, tile_max)
+        max_before_target.copy_(torch.where(first_max < local, before, max_before_target))
     new_max = torch.maximum(running_max, tile_max)
     rescale = torch.exp(running_max - new_max)
     shifted = z.sub_(new_max[:, None])
@@ -114,7 +116,7 @@ def lean_forward_tile(tile, tile_stride, targets, running_max, sum_exp, x_sum_ex
 # %% ../nbs/05_generative_reward_models.ipynb #722e0cc6
 def lean_backward_tile(tile, tile_stride, targets, log_z, entropy, grad_logprobs, grad_entropy, vocab_start, n_cols,
                        logit_scale, softcap, inv_t, HAS_SOFTCAP, HAS_LOGPROB_GRAD, HAS_ENTROPY_GRAD, BLOCK_SIZE):
-    "The logits' gradient of one tile in place, d log p(target)/dz = 1[target] - softmax(z), in fewer passes (same signature)."
+    "The logits' gradient of one tile in place, d log p(target)/dz = 1[target] - softmax(z), in fewer passes."
     from trl.kernels import chunked_logprob
     if HAS_SOFTCAP or HAS_ENTROPY_GRAD or not HAS_LOGPROB_GRAD:
         stock = getattr(chunked_logprob, '_stock_backward_tile', chunked_logprob._backward_tile)
@@ -134,7 +136,7 @@ def lean_backward_tile(tile, tile_stride, targets, log_z, entropy, grad_logprobs
 
 # %% ../nbs/05_generative_reward_models.ipynb #8ef83e7e
 def fast_cpu_logprobs() -> bool:
-    "Make TRL's chunked log-probability head score only completion tokens on a CPU, with the lean folds; False if TRL differs."
+    "Make TRL's chunked log-prob head score only completion tokens on a CPU, with the lean folds; False if TRL differs."
     from trl.kernels import chunked_logprob
     from trl.trainer import utils
     if not all(hasattr(m, n) for m, n in ((chunked_logprob, '_forward_tile'), (chunked_logprob, '_backward_tile'),
@@ -145,7 +147,7 @@ def fast_cpu_logprobs() -> bool:
     def compact_on_cpu(device):  # TRL scores every position where Triton is missing, for fixed compiler shapes
         return device.type == 'cpu' or triton_device(device)
     compact_on_cpu.synthbook = True
-    utils._use_triton = compact_on_cpu  # only decides which positions are scored; the kernels still come from the line below
+    utils._use_triton = compact_on_cpu  # only decides which positions are scored; the folds are swapped below
     stock_forward, stock_backward = chunked_logprob._forward_tile, chunked_logprob._backward_tile
     def forward_tile(*a, **k): return (lean_forward_tile if a[0].device.type == 'cpu' else stock_forward)(*a, **k)
     def backward_tile(*a, **k): return (lean_backward_tile if a[0].device.type == 'cpu' else stock_backward)(*a, **k)
