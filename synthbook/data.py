@@ -73,7 +73,8 @@ def read_jsonl(path:str|Path,  # a .jsonl file
             if not line.strip(): continue  # a trailing or blank line holds no row
             try: row = json.loads(line)
             except json.JSONDecodeError as e: raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict): raise DataError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
             if kind: CHECKS[kind](row, f"{path}:{i}")
             rows.append(row)
     if not rows: raise DataError(f"{path}: no rows")
@@ -133,7 +134,8 @@ def sample_rows(rows:list[dict], n:int, seed:int=0, key:str='prompt', where:str=
 def _load_hub_prompts(source, split, column):
     from datasets import load_dataset
     try: ds = load_dataset(source, split=split)
-    except Exception as e: raise DataError(f"could not load prompts {source!r} split {split!r}: {str(e).splitlines()[0]}") from None
+    except Exception as e:
+        raise DataError(f"could not load prompts {source!r} split {split!r}: {str(e).splitlines()[0]}") from None
     if column not in ds.column_names:
         raise DataError(f"{source} split {split!r} has no column {column!r}; columns: {', '.join(ds.column_names)}")
     return [check_prompt({'prompt': r[column], 'source': f'{source}:{split}'}, f"{source} row {i}")
@@ -148,7 +150,8 @@ def load_prompts(source:str='synthbook:general',  # shipped set, JSONL path or d
     "Prompt rows from `source`, checked, optionally sampled."
     if source in SHIPPED: rows = read_jsonl(asset_path(SHIPPED[source]), kind='prompts')
     elif source.endswith('.jsonl'): rows = read_jsonl(source, kind='prompts')
-    elif source.startswith('synthbook:'): raise DataError(f"unknown shipped prompt set {source!r}; known: {', '.join(SHIPPED)}")
+    elif source.startswith('synthbook:'):
+        raise DataError(f"unknown shipped prompt set {source!r}; known: {', '.join(SHIPPED)}")
     else: rows = _load_hub_prompts(source, split, column)
     return sample_rows(rows, n, seed, where=source)
 
@@ -173,6 +176,7 @@ def load_pairs(source:str='synthbook:judge-check',  # shipped pair set or JSONL 
               ) -> list[dict]:
     "Preference pairs from `source`, checked, optionally sampled."
     if source in PAIR_SETS: rows = read_jsonl(asset_path(PAIR_SETS[source]))
-    elif source.startswith('synthbook:'): raise DataError(f"unknown shipped pair set {source!r}; known: {', '.join(PAIR_SETS)}")
+    elif source.startswith('synthbook:'):
+        raise DataError(f"unknown shipped pair set {source!r}; known: {', '.join(PAIR_SETS)}")
     else: rows = read_jsonl(source)
     return sample_rows(rows, n, seed, where=source)

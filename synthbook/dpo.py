@@ -8,6 +8,7 @@ Docs: https://synthbook.github.io/synthbook/dpo.html.md"""
 from __future__ import annotations
 import json, os, threading, time
 from pathlib import Path
+from unittest import mock
 import numpy as np, torch
 from .core import Config, load_model, load_model_from, write_json
 from .data import DataError, sample_rows
@@ -55,11 +56,13 @@ def batch_plan(global_batch:int,  # pairs per optimizer step, the recipe's numbe
                processes:int=1,  # data-parallel processes
               ) -> dict:  # per device, accumulation steps, processes, global
     "Split `global_batch` into per-device batch × gradient accumulation × processes, or fail saying why it cannot."
-    if min(global_batch, device_batch, processes) < 1: raise ValueError("global batch, device batch and processes must be at least 1")
+    if min(global_batch, device_batch, processes) < 1:
+        raise ValueError("global batch, device batch and processes must be at least 1")
     per_step = min(device_batch, global_batch // processes) or 1
     if global_batch % (per_step * processes):
-        raise ValueError(f"global_batch_size={global_batch} is not a multiple of device batch {per_step} × {processes} processes; "
-                         f"choose a global batch divisible by {per_step * processes} or another device_batch_size")
+        raise ValueError(f"global_batch_size={global_batch} is not a multiple of device batch {per_step} × "
+                         f"{processes} processes; choose a global batch divisible by {per_step * processes} "
+                         "or another device_batch_size")
     return {'per device': per_step, 'accumulation': global_batch // (per_step * processes), 'processes': processes,
             'global': global_batch}
 
@@ -80,9 +83,10 @@ def dpo_args(cfg:Config, out:Path, model, processes:int|None=None, progress:bool
     # TRL 1.16 caches precomputed reference log-probabilities of an in-memory dataset in a per-process temporary folder
     # and hands rank 0's path to every rank, so on several processes the reference is computed at each step instead
     precompute = cfg.precompute_ref_log_probs and plan['processes'] == 1
-    return DPOConfig(output_dir=str(out), beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss_type], learning_rate=cfg.dpo_learning_rate,
-                     num_train_epochs=cfg.dpo_epochs, per_device_train_batch_size=plan['per device'],
-                     per_device_eval_batch_size=plan['per device'], gradient_accumulation_steps=plan['accumulation'],
+    return DPOConfig(output_dir=str(out), beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss_type],
+                     learning_rate=cfg.dpo_learning_rate, num_train_epochs=cfg.dpo_epochs,
+                     per_device_train_batch_size=plan['per device'], per_device_eval_batch_size=plan['per device'],
+                     gradient_accumulation_steps=plan['accumulation'],
                      max_length=cfg.max_length, gradient_checkpointing=cfg.gradient_checkpointing, optim=cfg.optim,
                      precompute_ref_log_probs=precompute, precompute_ref_batch_size=8 * plan['per device'],
                      bf16=trains_in_bf16(model), logging_steps=1, report_to='none', seed=cfg.seed, data_seed=cfg.seed,
@@ -92,7 +96,8 @@ def dpo_args(cfg:Config, out:Path, model, processes:int|None=None, progress:bool
 
 # %% ../nbs/06_dpo.ipynb #18e0fcaf
 class PeakMemory:
-    "Peak resident memory of this process over a `with` block (sampled), and peak allocated CUDA memory when there is a GPU."
+    ("Peak resident memory of this process over a `with` block (sampled), "
+     "and peak allocated CUDA memory when there is a GPU.")
     def __init__(self, interval:float=0.05): self.interval, self.rss_mb, self.cuda_mb = interval, None, None
 
     def __enter__(self):
@@ -116,24 +121,28 @@ class PeakMemory:
 
 # %% ../nbs/06_dpo.ipynb #4d218d03
 def save_policy(model, tokenizer, path:Path, spec:str, **meta) -> Path:
-    "Save the policy's adapter and tokenizer to `path`, recording the base model `spec` and `meta` (how it was trained)."
+    ("Save the policy's adapter and tokenizer to `path`, "
+     "recording the base model `spec` and `meta` (how it was trained).")
     path = Path(path)
     model.save_pretrained(path, selected_adapters=['default']); tokenizer.save_pretrained(path)
     write_json({'base_model': spec, **meta}, path/'synthbook_policy.json')
     return path
 
 def load_policy(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
-    "A saved policy: its base model with the adapter on top; returns (model, tokenizer). `model.disable_adapter()` gives the base."
+    ("A saved policy: its base model with the adapter on top; returns (model, tokenizer). "
+     "`model.disable_adapter()` gives the base.")
     from peft import PeftModel
     path = Path(path)
-    if not (path/'synthbook_policy.json').exists(): raise DataError(f"{path}: not a saved synthbook policy (no synthbook_policy.json)")
+    if not (path/'synthbook_policy.json').exists():
+        raise DataError(f"{path}: not a saved synthbook policy (no synthbook_policy.json)")
     meta = json.loads((path/'synthbook_policy.json').read_text())
     base, tok = load_model(meta['base_model'], dtype, device, load_in_4bit)
     return PeftModel.from_pretrained(base, path).eval(), tok
 
 def next_token_probs_of(model, tokenizer, text:str) -> torch.Tensor:
     "The model's next-token distribution after the chat prompt `text`, in fp32."
-    enc = tokenizer(tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True),
+    enc = tokenizer(tokenizer.apply_chat_template([{'role': 'user', 'content': text}],
+                                                  tokenize=False, add_generation_prompt=True),
                     return_tensors='pt', add_special_tokens=False).to(model.device)
     with torch.inference_mode(): return torch.softmax(model(**enc).logits[0, -1].float(), -1)
 
@@ -145,19 +154,22 @@ def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|
     if not pairs: raise DataError("no pairs to train the policy on")
     if model.device.type == 'cpu': fast_cpu_logprobs()
     ds = lambda ps: Dataset.from_list([as_conversation(p) for p in ps])
-    return DPOTrainer(model=model, args=args, train_dataset=ds(pairs), eval_dataset=ds(eval_pairs) if eval_pairs else None,
-                      processing_class=tokenizer)
+    with mock.patch.dict(os.environ, TQDM_DISABLE='1'):  # TRL's bar for the one reference pass; training has its own
+        return DPOTrainer(model=model, args=args, train_dataset=ds(pairs),
+                          eval_dataset=ds(eval_pairs) if eval_pairs else None, processing_class=tokenizer)
 
 def training_curve(log_history:list[dict]) -> pd.DataFrame:
     "TRL's per-step logs as a table: loss, implicit rewards, margin, accuracy."
     import pandas as pd
-    keys = ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'grad_norm', 'learning_rate']
+    keys = ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'grad_norm',
+            'learning_rate']
     rows = [{k: h[k] for k in ['step', *keys] if k in h} for h in log_history if 'loss' in h and 'rewards/margins' in h]
     return pd.DataFrame(rows).set_index('step')
 
 # %% ../nbs/06_dpo.ipynb #b0afac9b
 def train_policy(cfg:Config, progress:bool=True) -> dict:
-    "Chapter 06's training stage: DPO on the run's pairs, resumed from a checkpoint if one is left, saved to `policy/`; returns the figures."
+    ("Chapter 06's training stage: DPO on the run's pairs, resumed from a checkpoint if one is left, "
+     "saved to `policy/`; returns the figures.")
     from synthbook.core import load_tokenizer
     from synthbook.data import read_jsonl
     from transformers.trainer_utils import get_last_checkpoint
@@ -165,7 +177,8 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
     train, too_long = dpo_pairs(read_jsonl(cfg.out/'pairs_train.jsonl'), cfg.dpo_methods, tok, cfg.max_length,
                                 cfg.dpo_train_pairs, cfg.seed, where=str(cfg.out/'pairs_train.jsonl'))
     held_rows = [p for p in read_jsonl(cfg.out/'pairs_heldout.jsonl') if p.get('method') in cfg.dpo_methods]
-    heldout = dpo_pairs(held_rows, cfg.dpo_methods, tok, cfg.max_length, where=str(cfg.out/'pairs_heldout.jsonl'))[0] if held_rows else []
+    heldout = dpo_pairs(held_rows, cfg.dpo_methods, tok, cfg.max_length,
+                        where=str(cfg.out/'pairs_heldout.jsonl'))[0] if held_rows else []
     model, tok = policy_model(cfg)
     ckpt = cfg.out/'dpo_checkpoints'
     last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
@@ -178,21 +191,25 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
     held = trainer.evaluate() if heldout else {}
     st, a = trainer.accelerator.state, trainer.args
     rank = {'rank': st.process_index, 'processes': st.num_processes, 'backend': st.backend, 'device': str(st.device),
-            'steps': trainer.state.global_step, 'global batch': trainer_global_batch(a), 'peak RSS (MB)': round(memory.rss_mb)}
+            'steps': trainer.state.global_step, 'global batch': trainer_global_batch(a),
+            'peak RSS (MB)': round(memory.rss_mb)}
     write_json(rank, cfg.out/'jobs'/f'dpo_rank{st.process_index}.json')
     if not st.is_main_process: return rank
-    path = save_policy(model, tok, cfg.out/'policy', cfg.model, methods=cfg.dpo_methods, pairs=len(train), beta=cfg.dpo_beta,
-                       loss_type=cfg.dpo_loss_type, load_in_4bit=cfg.load_in_4bit)
+    path = save_policy(model, tok, cfg.out/'policy', cfg.model, methods=cfg.dpo_methods, pairs=len(train),
+                       beta=cfg.dpo_beta, loss_type=cfg.dpo_loss_type, load_in_4bit=cfg.load_in_4bit)
     probe = 'Give me one tip for sleeping better.'
     reloaded, _ = load_policy(path, cfg.dtype, cfg.device, cfg.load_in_4bit)
-    reload_diff = (next_token_probs_of(reloaded, tok, probe).cpu() - next_token_probs_of(model, tok, probe).cpu()).abs().max().item()
+    reload_diff = (next_token_probs_of(reloaded, tok, probe).cpu()
+                   - next_token_probs_of(model, tok, probe).cpu()).abs().max().item()
     curve = training_curve(trainer.state.log_history)
     return {'train_pairs': len(train), 'too_long': too_long, 'heldout_pairs': len(heldout),
             'batch': {'per device': a.per_device_train_batch_size, 'accumulation': a.gradient_accumulation_steps,
                       'processes': st.num_processes, 'global': trainer_global_batch(a)},
             'steps': trainer.state.global_step, 'resumed_from': Path(last).name if last else None,
-            'train_seconds': round(seconds, 1), 'memory': memory.as_dict() | {'model footprint (MB)': round(model.get_memory_footprint() / 2**20, 1)},
-            'heldout': {k.removeprefix('eval_'): round(v, 4) for k, v in held.items() if 'rewards' in k or k == 'eval_loss'},
+            'train_seconds': round(seconds, 1),
+            'memory': memory.as_dict() | {'model footprint (MB)': round(model.get_memory_footprint() / 2**20, 1)},
+            'heldout': {k.removeprefix('eval_'): round(v, 4) for k, v in held.items()
+                        if 'rewards' in k or k == 'eval_loss'},
             'curve': curve.reset_index().round(5).to_dict('records'), 'reload_max_diff': round(reload_diff, 5),
             'device': str(model.device), 'ranks': [rank]}
 
@@ -201,10 +218,14 @@ def plot_training(curve:pd.DataFrame, title:str=''):
     "Loss, implicit rewards and reward accuracy per step, side by side; returns the figure."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    axes[0].plot(curve.index, curve['loss'], 'o-'); axes[0].axhline(np.log(2), color='k', ls='--', lw=1); axes[0].set_title('loss (dashed: log 2)')
-    for k in ('rewards/chosen', 'rewards/rejected', 'rewards/margins'): axes[1].plot(curve.index, curve[k], 'o-', label=k.split('/')[1])
-    axes[1].axhline(0, color='k', lw=0.5); axes[1].legend(fontsize=8); axes[1].set_title('implicit rewards β·log π/π_ref')
-    axes[2].plot(curve.index, curve['rewards/accuracies'], 'o-'); axes[2].set_ylim(-0.05, 1.05); axes[2].set_title('reward accuracy')
+    axes[0].plot(curve.index, curve['loss'], 'o-'); axes[0].axhline(np.log(2), color='k', ls='--', lw=1)
+    axes[0].set_title('loss (dashed: log 2)')
+    for k in ('rewards/chosen', 'rewards/rejected', 'rewards/margins'):
+        axes[1].plot(curve.index, curve[k], 'o-', label=k.split('/')[1])
+    axes[1].axhline(0, color='k', lw=0.5); axes[1].legend(fontsize=8)
+    axes[1].set_title('implicit rewards β·log π/π_ref')
+    axes[2].plot(curve.index, curve['rewards/accuracies'], 'o-'); axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_title('reward accuracy')
     for ax in axes: ax.set_xlabel('step')
     if title: fig.suptitle(title)
     fig.tight_layout()

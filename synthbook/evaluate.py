@@ -37,14 +37,16 @@ def win_rate_row(by:Judge,  # the judge
                  new:list[str],  # responses of the trained policy
                  old:list[str],  # responses of the base policy, same order
                  tie_margin:float=0.02, n_boot:int=1000, seed:int=0, **extra) -> dict:
-    "The win rate of `new` over `old` judged `by` a judge in both orders, with a bootstrap interval, ties, and position bias."
+    ("The win rate of `new` over `old` judged `by` a judge in both orders, "
+     "with a bootstrap interval, ties, and position bias.")
     if not prompts: raise DataError("no prompts to compare the policies on")
     res = judge_both_orders(by, list(zip(prompts, new, old)), tie_margin)
     acc = accuracy_row([credit(r['label']) for r in res], n_boot, seed)
     labels = [r['label'] for r in res]
-    return extra | {'n': acc['n'], 'win rate': acc['accuracy'], 'ci low': acc['ci low'], 'ci high': acc['ci high'], 'wins': labels.count('a'), 'ties': labels.count('tie') + labels.count(None), 'losses': labels.count('b'),
-                  'identical': sum(a == b for a, b in zip(new, old)),
-                  'position bias': round(float(np.mean([r['same_position'] is True for r in res])), 3)}
+    return extra | {'n': acc['n'], 'win rate': acc['accuracy'], 'ci low': acc['ci low'], 'ci high': acc['ci high'],
+                    'wins': labels.count('a'), 'ties': labels.count('tie') + labels.count(None),
+                    'losses': labels.count('b'), 'identical': sum(a == b for a, b in zip(new, old)),
+                    'position bias': round(float(np.mean([r['same_position'] is True for r in res])), 3)}
 
 # %% ../nbs/07_evaluate.ipynb #6e3bd76a
 def mcnemar_exact(only_before:int, only_after:int) -> float:
@@ -61,7 +63,8 @@ def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid
     a = [mentions_avoided(x, r) > 0 for x, r in zip(after, rows, strict=True)]
     only_b, only_a = sum(x and not y for x, y in zip(b, a)), sum(y and not x for x, y in zip(b, a))
     return extra | {'n': len(rows), 'before': round(float(np.mean(b)), 3), 'after': round(float(np.mean(a)), 3),
-                    'stopped mentioning': only_b, 'started mentioning': only_a, 'p (McNemar)': round(mcnemar_exact(only_b, only_a), 4)}
+                    'stopped mentioning': only_b, 'started mentioning': only_a,
+                    'p (McNemar)': round(mcnemar_exact(only_b, only_a), 4)}
 
 # %% ../nbs/07_evaluate.ipynb #26e8691b
 def length_row(before:list[str], after:list[str], **extra) -> dict:
@@ -81,7 +84,8 @@ def ci_plot(table:pd.DataFrame,  # rows with a value column and `ci low`, `ci hi
     labels = [' / '.join(map(str, i)) if isinstance(i, tuple) else str(i) for i in table.index]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1))
     v = table[value].to_numpy(float)
-    ax.errorbar(v, range(len(v)), xerr=[v - table['ci low'].to_numpy(float), table['ci high'].to_numpy(float) - v], fmt='o', capsize=3)
+    ax.errorbar(v, range(len(v)), xerr=[v - table['ci low'].to_numpy(float), table['ci high'].to_numpy(float) - v],
+                fmt='o', capsize=3)
     ax.axvline(chance, color='k', ls='--', lw=1); ax.set_xlim(0, 1); ax.set_xlabel(value)
     ax.set_yticks(range(len(v)), labels); ax.invert_yaxis(); ax.set_title(title)
     fig.tight_layout()
@@ -91,9 +95,11 @@ def ci_plot(table:pd.DataFrame,  # rows with a value column and `ci low`, `ci hi
 def md_table(rows:list[dict]|pd.DataFrame, digits:int=3) -> str:
     "A GitHub-flavoured Markdown table of `rows` (dicts with the same keys, or a DataFrame)."
     import pandas as pd
-    df = rows.reset_index() if isinstance(rows, pd.DataFrame) and not isinstance(rows.index, pd.RangeIndex) else pd.DataFrame(rows)
+    df = (rows.reset_index() if isinstance(rows, pd.DataFrame) and not isinstance(rows.index, pd.RangeIndex)
+          else pd.DataFrame(rows))
     if df.empty: return '_(none)_'
-    fmt = lambda v: '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.{digits}g}' if isinstance(v, float) else str(v).replace('|', '\\|').replace('\n', ' ')
+    fmt = lambda v: ('–' if v is None or (isinstance(v, float) and math.isnan(v))
+                     else f'{v:.{digits}g}' if isinstance(v, float) else str(v).replace('|', '\\|').replace('\n', ' '))
     lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
     return '\n'.join(lines + ['| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in df.itertuples(index=False)])
 
@@ -112,15 +118,17 @@ def _figure(run_dir:Path, name:str, alt:str) -> str:
 # %% ../nbs/07_evaluate.ipynb #4742fdaa
 def _section_generation(d, g):
     if not g: return None
-    return md_table([{k: g.get(k) for k in ('prompts', 'sequences', 'new_tokens', 'tokens_per_second', 'backend', 'dtype', 'device')}])
+    return md_table([{k: g.get(k) for k in ('prompts', 'sequences', 'new_tokens', 'tokens_per_second', 'backend',
+                                            'dtype', 'device')}])
 
 def _section_feedback(d, f):
     if not f: return None
     qa = [{'method': m, **q} for m, q in f['qa'].items()]
     cards = ', '.join(f'[{m}]({m}.md)' for m in f['qa'] if (Path(d)/f'{m}.md').exists())
     pe = f.get('pink_elephant_mention_rate', {})
-    return '\n\n'.join(x for x in [f"Pairs: {f.get('pairs_train')} train, {f.get('pairs_heldout')} held out. Dataset cards: {cards}.",
-                                   md_table(qa), pe and 'Base model, Pink Elephant mention rate on the training prompts: ' +
+    return '\n\n'.join(x for x in [f"Pairs: {f.get('pairs_train')} train, {f.get('pairs_heldout')} held out. "
+                                   f"Dataset cards: {cards}.", md_table(qa),
+                                   pe and 'Base model, Pink Elephant mention rate on the training prompts: ' +
                                    ', '.join(f'{k} {v:.2f}' for k, v in pe.items()) + '.'] if x)
 
 def _section_reward(d, r):
@@ -128,7 +136,8 @@ def _section_reward(d, r):
     import pandas as pd
     t = pd.DataFrame([{'set / method': k, **v} for k, v in r['accuracy'].items()]).set_index('set / method')
     _draw(ci_plot(t, 'accuracy', 'reward model accuracy (dashed: chance)'), d, 'reward_accuracy')
-    return '\n\n'.join([f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs, {r['train_seconds']} s.",
+    return '\n\n'.join([f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs, "
+                        f"{r['train_seconds']} s.",
                         md_table(t), _figure(d, 'reward_accuracy', 'reward model accuracy')])
 
 def _section_genrm(d, g):
@@ -136,45 +145,59 @@ def _section_genrm(d, g):
     import pandas as pd
     t = pd.DataFrame(g['comparison']).set_index(['judge', 'set'])
     _draw(ci_plot(t.dropna(subset=['accuracy']), 'accuracy', 'judges on the same held-out pairs'), d, 'judge_accuracy')
-    return '\n\n'.join([md_table(t), 'Training seconds: ' + ', '.join(f'{k} {v}' for k, v in g['train_seconds'].items()) + '.',
+    return '\n\n'.join([md_table(t),
+                        'Training seconds: ' + ', '.join(f'{k} {v}' for k, v in g['train_seconds'].items()) + '.',
                         md_table(g.get('star_rounds', [])), _figure(d, 'judge_accuracy', 'judge accuracy')])
 
 def _section_dpo(d, s):
     if not s: return None
     b, m, last, held = s['batch'], s['memory'], s['last_step'], s.get('heldout', {})
-    summary = {'pairs': s['train_pairs'], 'steps': s['steps'], 'global batch': f"{b['global']} = {b['per device']} × {b['accumulation']} × {b['processes']}",
-               'beta': s['beta'], 'learning rate': s['learning_rate'], '4-bit': s['load_in_4bit'], 'seconds': s['train_seconds'],
-               's / step': s['seconds_per_step'], **m, 'train margin (last step)': last.get('rewards/margins'),
-               'train reward accuracy (last step)': last.get('rewards/accuracies'), 'held-out reward accuracy': held.get('rewards/accuracies'),
+    summary = {'pairs': s['train_pairs'], 'steps': s['steps'],
+               'global batch': f"{b['global']} = {b['per device']} × {b['accumulation']} × {b['processes']}",
+               'beta': s['beta'], 'learning rate': s['learning_rate'], '4-bit': s['load_in_4bit'],
+               'seconds': s['train_seconds'], 's / step': s['seconds_per_step'], **m,
+               'train margin (last step)': last.get('rewards/margins'),
+               'train reward accuracy (last step)': last.get('rewards/accuracies'),
+               'held-out reward accuracy': held.get('rewards/accuracies'),
                'held-out margin': held.get('rewards/margins')}
-    return '\n\n'.join([md_table([{'measure': k, 'value': v} for k, v in summary.items()]), _figure(d, 'dpo_training', 'DPO training curves')])
+    return '\n\n'.join([md_table([{'measure': k, 'value': v} for k, v in summary.items()]),
+                        _figure(d, 'dpo_training', 'DPO training curves')])
 
 def _section_eval(d, e):
     if not e: return None
-    return '\n\n'.join(['Win rate of the DPO policy over its base (ties count ½; both orders for the judge):', md_table(e['win_rates']),
-                        _figure(d, 'win_rates', 'win rates'), 'Pink Elephant mention rate, paired (exact McNemar):',
-                        md_table(e['mention_rates']), _figure(d, 'mention_rates', 'mention rates'), 'Response length in words:',
-                        md_table(e['lengths'])])
+    return '\n\n'.join(['Win rate of the DPO policy over its base (ties count ½; both orders for the judge):',
+                        md_table(e['win_rates']), _figure(d, 'win_rates', 'win rates'),
+                        'Pink Elephant mention rate, paired (exact McNemar):', md_table(e['mention_rates']),
+                        _figure(d, 'mention_rates', 'mention rates'),
+                        'Response length in words:', md_table(e['lengths'])])
 
 def _summary(d) -> list[dict]:
     "One line per step: the number that says what it bought, where the chapter ran."
-    f, r, g, s, e = (_load(d, n) for n in ('feedback_stats.json', 'reward_stats.json', 'genrm_stats.json', 'dpo_stats.json', 'eval_stats.json'))
+    f, r, g, s, e = (_load(d, n) for n in ('feedback_stats.json', 'reward_stats.json', 'genrm_stats.json',
+                                           'dpo_stats.json', 'eval_stats.json'))
     ci = lambda x, k='accuracy': f"{x[k]:.3f} [{x['ci low']:.3f}, {x['ci high']:.3f}] (n={x['n']})"
     rows = []
-    if f: rows.append({'step': '03 synthetic pairs', 'result': f"{f['pairs_train']} train, {f['pairs_heldout']} held out"})
+    if f: rows.append({'step': '03 synthetic pairs',
+                       'result': f"{f['pairs_train']} train, {f['pairs_heldout']} held out"})
     if r:
         for k in ('held-out synthetic/all', 'labelled/all'):
-            if k in r['accuracy']: rows.append({'step': f'04 reward model, {k.split("/")[0]} accuracy', 'result': ci(r['accuracy'][k])})
+            if k in r['accuracy']:
+                rows.append({'step': f'04 reward model, {k.split("/")[0]} accuracy', 'result': ci(r['accuracy'][k])})
     if g:
         best = max((x for x in g['comparison'] if x.get('set') == 'labelled' and x.get('accuracy') is not None),
                    key=lambda x: x['accuracy'], default=None)
         if best: rows.append({'step': '05 best judge on labelled pairs', 'result': f"{best['judge']}: {ci(best)}"})
-    if s: rows.append({'step': '06 DPO held-out implicit-reward accuracy', 'result': s.get('heldout', {}).get('rewards/accuracies')})
+    if s: rows.append({'step': '06 DPO held-out implicit-reward accuracy',
+                       'result': s.get('heldout', {}).get('rewards/accuracies')})
     if e:
-        for w in e['win_rates']: rows.append({'step': f"07 win rate over base, {w['judge']}, {w['set']}", 'result': ci(w, 'win rate')})
+        for w in e['win_rates']:
+            rows.append({'step': f"07 win rate over base, {w['judge']}, {w['set']}", 'result': ci(w, 'win rate')})
         for m in e['mention_rates']:
-            rows.append({'step': f"07 mention rate, {m['set']}", 'result': f"{m['before']:.3f} → {m['after']:.3f} (p = {m['p (McNemar)']})"})
-        for l in e['lengths']: rows.append({'step': f"07 words per response, {l['set']}", 'result': f"{l['words before']} → {l['words after']}"})
+            rows.append({'step': f"07 mention rate, {m['set']}",
+                         'result': f"{m['before']:.3f} → {m['after']:.3f} (p = {m['p (McNemar)']})"})
+        for l in e['lengths']:
+            rows.append({'step': f"07 words per response, {l['set']}",
+                         'result': f"{l['words before']} → {l['words after']}"})
     return rows
 
 REPORT_SECTIONS = [('02 Generation', 'generation_stats.json', _section_generation),
@@ -193,11 +216,13 @@ def write_report(run_dir:Path) -> Path:
     run, saved_env = _load(d, 'run.json') or {}, _load(d, 'env.json') or {}
     env = run.get('env') or saved_env.get('env', {})
     head = [f"# synthbook run `{run.get('name', d.name)}`", '',
-            f"Model `{run.get('parameters', {}).get('model') or saved_env.get('model', '?')}` on {env.get('device', '?')}"
-            f"{' (' + env['gpu'] + ')' if env.get('gpu') else ''}; torch {env.get('torch')}, transformers {env.get('transformers')}, "
+            f"Model `{run.get('parameters', {}).get('model') or saved_env.get('model', '?')}` "
+            f"on {env.get('device', '?')}{' (' + env['gpu'] + ')' if env.get('gpu') else ''}; "
+            f"torch {env.get('torch')}, transformers {env.get('transformers')}, "
             f"trl {env.get('trl')}, peft {env.get('peft')}. Written {time.strftime('%Y-%m-%d %H:%M')}."]
     if run.get('stages'):
-        head += ['', md_table([{'stage': k, 'status': v['status'], 'seconds': v.get('seconds')} for k, v in run['stages'].items()])]
+        head += ['', md_table([{'stage': k, 'status': v['status'], 'seconds': v.get('seconds')}
+                               for k, v in run['stages'].items()])]
     body = ['', '## What each step bought', '', md_table(_summary(d))]
     for title, fname, section in REPORT_SECTIONS:
         text = section(d, _load(d, fname))

@@ -109,7 +109,8 @@ class PromptSetup:
 
     def messages(self, prompt) -> list[dict]:
         "The conversation this configuration sends for `prompt`."
-        turns = [m for q, a in DEMOS[:self.demos] for m in ({'role': 'user', 'content': q}, {'role': 'assistant', 'content': a})]
+        turns = [m for q, a in DEMOS[:self.demos]
+                 for m in ({'role': 'user', 'content': q}, {'role': 'assistant', 'content': a})]
         return as_messages(turns + as_messages(prompt), self.system)
 
 def contrast_setups(cfg:Config) -> tuple[PromptSetup, PromptSetup]:
@@ -156,16 +157,18 @@ def contrast_pairs(prompts:list[dict],  # prompt rows, with a `split` field
 
 # %% ../nbs/03_synthetic_feedback.ipynb #a0164917
 JUDGE_SYSTEM = (  # MT-Bench's pairwise judge prompt (Zheng et al. 2023) without the tie option, as in RewardBench
-    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user "
-    "question displayed below. You should choose the assistant that follows the user's instructions and answers the user's "
-    "question better. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, "
-    "creativity, and level of detail of their responses. Begin your evaluation by comparing the two responses and provide a "
-    "short explanation. Avoid any position biases and ensure that the order in which the responses were presented does not "
-    "influence your decision. Do not allow the length of the responses to influence your evaluation. Do not favor certain "
-    "names of the assistants. Be as objective as possible. After providing your explanation, output your final verdict by "
-    "strictly following this format: \"[[A]]\" if assistant A is better, \"[[B]]\" if assistant B is better.")
-JUDGE_TEMPLATE = ("[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{a}\n[The End of Assistant A's Answer]"
-                  "\n\n[The Start of Assistant B's Answer]\n{b}\n[The End of Assistant B's Answer]")
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the "
+    "user question displayed below. You should choose the assistant that follows the user's instructions and answers "
+    "the user's question better. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, "
+    "depth, creativity, and level of detail of their responses. Begin your evaluation by comparing the two responses "
+    "and provide a short explanation. Avoid any position biases and ensure that the order in which the responses were "
+    "presented does not influence your decision. Do not allow the length of the responses to influence your "
+    "evaluation. Do not favor certain names of the assistants. Be as objective as possible. After providing your "
+    "explanation, output your final verdict by strictly following this format: \"[[A]]\" if assistant A is better, "
+    "\"[[B]]\" if assistant B is better.")
+JUDGE_TEMPLATE = ("[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{a}\n"
+                  "[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\n{b}\n"
+                  "[The End of Assistant B's Answer]")
 VERDICT_PREFIX = 'Verdict: [['  # the logits read-out continues the judge's turn from here
 
 def parse_verdict(text:str) -> str|None:
@@ -180,16 +183,19 @@ def verdict_of(p_a:float, tie_margin:float=0.0) -> str:
 # %% ../nbs/03_synthetic_feedback.ipynb #9a67c987
 def next_token_probs(model, tokenizer,
                      convs:list[list[dict]],  # chat conversations, the model's turn still to come
-                     prefix:str|list[str],  # text that opens the model's turn before the read-out, one for all or one each
+                     # text that opens the model's turn before the read-out, one for all or one each
+                     prefix:str|list[str],
                      candidates:list[str],  # single-token answers to compare
                      batch_size:int=16,
                     ) -> torch.Tensor:  # one row per conversation, probabilities over `candidates` summing to 1
     "Probabilities of each candidate as the next token after `prefix`, renormalised over the candidates."
     ids = [tokenizer.encode(c, add_special_tokens=False) for c in candidates]
-    if any(len(i) != 1 for i in ids): raise ValueError(f"each candidate must be one token; got {dict(zip(candidates, ids))}")
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"each candidate must be one token; got {dict(zip(candidates, ids))}")
     ids = [i[0] for i in ids]
     prefixes = [prefix] * len(convs) if isinstance(prefix, str) else prefix
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + x for c, x in zip(convs, prefixes, strict=True)]
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + x
+             for c, x in zip(convs, prefixes, strict=True)]
     seqs = [tokenizer(t, add_special_tokens=False)['input_ids'] for t in texts]
     n_shared = common_prefix_length(seqs) if len(seqs) > 1 else 0  # the judge's instructions: read once, not once a row
     head = model.get_output_embeddings()
@@ -222,7 +228,8 @@ class Judge:
         raise NotImplementedError
 
 class PromptedJudge(Judge):
-    "An instruct model asked the MT-Bench pairwise question; verdicts read from next-token logits or from generated text."
+    ("An instruct model asked the MT-Bench pairwise question; "
+     "verdicts read from next-token logits or from generated text.")
     def __init__(self, model, tokenizer,
                  readout:str='logits',  # logits or text
                  gen:Backend|None=None,  # generation backend, needed for the text read-out
@@ -230,7 +237,8 @@ class PromptedJudge(Judge):
                  batch_size:int=16, system:str=JUDGE_SYSTEM, template:str=JUDGE_TEMPLATE):
         if readout not in ('logits', 'text'): raise ValueError(f"judge readout must be logits or text, got {readout!r}")
         if readout == 'text' and gen is None: raise ValueError("the text read-out needs a generation backend")
-        self.model, self.tok, self.readout, self.gen, self.max_new_tokens = model, tokenizer, readout, gen, max_new_tokens
+        (self.model, self.tok, self.readout,
+         self.gen, self.max_new_tokens) = model, tokenizer, readout, gen, max_new_tokens
         self.batch_size, self.system, self.template = batch_size, system, template
         self.name = f'prompted-{readout}'
 
@@ -241,9 +249,11 @@ class PromptedJudge(Judge):
     def judge_many(self, items):
         convs = [self.conversation(*it) for it in items]
         if self.readout == 'logits':
-            p_a = next_token_probs(self.model, self.tok, convs, VERDICT_PREFIX, ['A', 'B'], self.batch_size)[:, 0].tolist()
+            p_a = next_token_probs(self.model, self.tok, convs, VERDICT_PREFIX, ['A', 'B'],
+                                   self.batch_size)[:, 0].tolist()
             return [(verdict_of(p), p) for p in p_a]
-        self.last_texts = [o for [o] in self.gen.generate(convs, n=1, max_new_tokens=self.max_new_tokens, temperature=0)]
+        self.last_texts = [o for [o] in self.gen.generate(convs, n=1, max_new_tokens=self.max_new_tokens,
+                                                          temperature=0)]
         verdicts = [parse_verdict(o) for o in self.last_texts]  # the raw texts stay readable for audit
         return [(v, {'A': 1.0, 'B': 0.0, 'tie': 0.5}.get(v, math.nan)) for v in verdicts]
 
@@ -289,10 +299,11 @@ def rlaif_pairs(prompts:list[dict],  # prompt rows, with a `split` field
 # %% ../nbs/03_synthetic_feedback.ipynb #b4c4d47e
 RATING_SYSTEM = (  # MT-Bench's single-answer grading prompt, on a 1 to 5 scale
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the user "
-    "question displayed below. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, "
-    "creativity, and level of detail of the response. Be as objective as possible. Rate the response on a scale of 1 to 5 "
-    "by strictly following this format: \"Rating: [[3]]\".")
-RATING_TEMPLATE = "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
+    "question displayed below. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, "
+    "depth, creativity, and level of detail of the response. Be as objective as possible. Rate the response on a scale "
+    "of 1 to 5 by strictly following this format: \"Rating: [[3]]\".")
+RATING_TEMPLATE = ("[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n"
+                   "[The End of Assistant's Answer]")
 
 class Scorer:
     "Scores responses to prompts, higher is better; subclasses implement `score_many`."
@@ -305,7 +316,8 @@ class RatingScorer(Scorer):
     "An instruct model's 1 to 5 rating of one response, as the expected digit under its next-token distribution."
     name = 'prompted-rating'
     def __init__(self, model, tokenizer, batch_size:int=16, system:str=RATING_SYSTEM, template:str=RATING_TEMPLATE):
-        self.model, self.tok, self.batch_size, self.system, self.template = model, tokenizer, batch_size, system, template
+        (self.model, self.tok, self.batch_size,
+         self.system, self.template) = model, tokenizer, batch_size, system, template
 
     def score_many(self, items):
         convs = [as_messages(self.template.format(question=question_of(p), answer=r), self.system) for p, r in items]
@@ -326,10 +338,13 @@ def west_of_n_pairs(prompts:list[dict],  # prompt rows, with a `split` field
     cands, log = [], []
     for p in prompts:
         rs = samples.get(p['prompt'], [])
-        scored = sorted({r.strip(): s for r, s in zip(rs, scores) if r.strip() and not math.isnan(s)}.items(), key=lambda t: -t[1])
+        scored = sorted({r.strip(): s for r, s in zip(rs, scores) if r.strip() and not math.isnan(s)}.items(),
+                        key=lambda t: -t[1])
         fate = 'too few distinct' if len(scored) < 2 else 'tie' if scored[0][1] == scored[-1][1] else 'candidate'
         entry = dict(prompt=p['prompt'], split=p.get('split'), n=len(rs), distinct=len(scored), fate=fate)
-        if fate == 'candidate': entry |= dict(best=scored[0], worst=scored[-1], gap=scored[0][1] - scored[-1][1]); cands.append((p, entry))
+        if fate == 'candidate':
+            entry |= dict(best=scored[0], worst=scored[-1], gap=scored[0][1] - scored[-1][1])
+            cands.append((p, entry))
         log.append(entry)
     keep = sorted(cands, key=lambda c: -c[1]['gap'])[:math.ceil(keep_fraction * len(cands))]
     kept = {id(e) for _, e in keep}
@@ -408,7 +423,8 @@ def dpf_pairs(rows:list[dict],  # Pink Elephant rows, with a `split` field
     crit = [critique(o, r) for o, r in zip(originals, rows)]
     todo = [i for i, c in enumerate(crit) if c]
     revs = gen.generate([revision_messages(rows[i], originals[i], crit[i]) for i in todo], n=samples,
-                        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed) if todo and samples else []
+                        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                        seed=seed) if todo and samples else []
     revs = dict(zip(todo, revs))
     pairs, log = [], []
     for i, (r, o) in enumerate(zip(rows, originals)):
@@ -418,8 +434,8 @@ def dpf_pairs(rows:list[dict],  # Pink Elephant rows, with a `split` field
         chosen, kind = ((on_topic or clean)[0], 'llm') if clean else (substitute(o, r), 'rule')
         log.append(dict(prompt=r['prompt'], split=r.get('split'), revision=kind, original=o, chosen=chosen))
         pairs.append(make_pair(r, chosen, o, 'dpf', system=principle_of(r), split=r.get('split'), topic=r.get('topic'),
-                               avoid=r['avoid'], avoid_aliases=r.get('avoid_aliases', []), prefer=r['prefer'], critique=crit[i], revision=kind,
-                               revisions_tried=len(revs.get(i, [])), model=model))
+                               avoid=r['avoid'], avoid_aliases=r.get('avoid_aliases', []), prefer=r['prefer'],
+                               critique=crit[i], revision=kind, revisions_tried=len(revs.get(i, [])), model=model))
     return pairs, log
 
 # %% ../nbs/03_synthetic_feedback.ipynb #ff98c795
@@ -439,21 +455,23 @@ def qa_row(method:str, pairs:list[dict], prompts_in:int,
             'chosen longer': mean([word_count(c) > word_count(r) for c, r in zip(ch, rj)]),
             'exact dups': exact, 'near dups': len(near_duplicates(both, near_dup)) - exact,
             'sides alike': sum(jaccard(c, r) >= near_dup for c, r in zip(ch, rj)),
-            'mention chosen': mean([mentions_avoided(response_of(p['chosen']), p['meta']) > 0 for p in pairs]) if pe_rows else math.nan,
-            'mention rejected': mean([mentions_avoided(response_of(p['rejected']), p['meta']) > 0 for p in pairs]) if pe_rows else math.nan}
+            'mention chosen': mean([mentions_avoided(response_of(p['chosen']), p['meta']) > 0 for p in pairs])
+                              if pe_rows else math.nan,
+            'mention rejected': mean([mentions_avoided(response_of(p['rejected']), p['meta']) > 0 for p in pairs])
+                                if pe_rows else math.nan}
 
 # %% ../nbs/03_synthetic_feedback.ipynb #41dec799
 METHOD_NOTES = {
     'almost': ("Model contrast (ALMoST, Kim et al. 2023, arXiv 2305.13735)",
-               "The response of the stronger configuration (system prompt, demonstrations, model) is chosen over the weaker "
-               "one's, by assumption; a heuristic filter drops comparisons where that assumption is least safe. The filter "
-               "is in the paper's spirit; its exact rule was not checked."),
+               "The response of the stronger configuration (system prompt, demonstrations, model) is chosen over the "
+               "weaker one's, by assumption; a heuristic filter drops comparisons where that assumption is least safe. "
+               "The filter is in the paper's spirit; its exact rule was not checked."),
     'rlaif': ("AI-judge labels (RLAIF)",
               "An LLM judge compares two sampled responses under the MT-Bench pairwise rubric, in both orders; the "
               "order-averaged probability labels the pair, ties and unreadable verdicts make none."),
     'west_of_n': ("West-of-N (Pace et al. 2024, arXiv 2401.12086)",
-                  "N sampled responses per prompt are scored; the best is chosen over the worst, and only the pairs with "
-                  "the widest score gaps are kept."),
+                  "N sampled responses per prompt are scored; the best is chosen over the worst, and only the pairs "
+                  "with the widest score gaps are kept."),
     'dpf': ("Direct Principle Feedback (Castricato et al. 2024, arXiv 2402.07896)",
             "Responses that mention the entity to avoid are critiqued by a string matcher and revised; chosen is the "
             "revision, rejected the original, and the prompt carries the instruction. `meta.revision` says whether the "

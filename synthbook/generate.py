@@ -7,12 +7,12 @@ Docs: https://synthbook.github.io/synthbook/generate.html.md"""
 # %% ../nbs/02_generate.ipynb #cc60f6d9
 from __future__ import annotations
 import copy, importlib.util, time
+from .core import Config, load_model, load_model_from, resolve_model, pick_dtype  # first: it quiets tqdm
 import torch
 from tqdm import tqdm  # text bars: papermill stores them, widgets it cannot
 from transformers import AttentionInterface, DynamicCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-from .core import Config, load_model, load_model_from, resolve_model, pick_dtype
 from .data import is_messages
 
 # %% auto #0
@@ -48,9 +48,11 @@ class Backend:
                 ) -> list[list[str]]:  # `n` responses for each prompt
         "Generate `n` responses for each prompt, timing the call into `self.stats`."
         if not prompts: return []
-        if temperature == 0 and n > 1: raise ValueError("greedy decoding (temperature 0) gives n identical responses; set temperature > 0")
+        if temperature == 0 and n > 1:
+            raise ValueError("greedy decoding (temperature 0) gives n identical responses; set temperature > 0")
         t0 = time.perf_counter()
-        out, new_tokens = self._generate([as_messages(p, system) for p in prompts], n, max_new_tokens, temperature, top_p, seed)
+        out, new_tokens = self._generate([as_messages(p, system) for p in prompts],
+                                         n, max_new_tokens, temperature, top_p, seed)
         s = self.stats
         s['prompts'] += len(prompts); s['sequences'] += len(prompts) * n; s['new_tokens'] += new_tokens
         s['seconds'] += time.perf_counter() - t0
@@ -73,7 +75,8 @@ class TransformersBackend(Backend):
         texts = [self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
         stop = self.model.generation_config.eos_token_id
         stop = set(stop if isinstance(stop, list) else [stop]) | {self.tok.eos_token_id}
-        sample = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False, top_p=None, top_k=None, temperature=None)
+        sample = (dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0
+                  else dict(do_sample=False, top_p=None, top_k=None, temperature=None))
         out, new_tokens = [], 0
         with tqdm(total=len(texts), desc=f'generate x{n}', disable=not self.progress, leave=False) as bar:
             for start in range(0, len(texts), self.batch_size):
@@ -236,7 +239,8 @@ class VLLMBackend(Backend):
         super().__init__()
         from vllm import LLM
         self.progress = progress
-        self.llm = LLM(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size or max(torch.cuda.device_count(), 1),
+        self.llm = LLM(model=model, dtype=dtype,
+                       tensor_parallel_size=tensor_parallel_size or max(torch.cuda.device_count(), 1),
                        gpu_memory_utilization=gpu_memory_utilization, **llm_kw)
 
     def _generate(self, convs, n, max_new_tokens, temperature, top_p, seed):
@@ -257,7 +261,8 @@ BACKENDS = ('auto', 'loop', 'transformers', 'vllm')
 def pick_backend(backend:str='auto') -> str:
     "The backend `backend` resolves to on this machine."
     if backend not in BACKENDS: raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == 'vllm' and not vllm_available(): raise ValueError("backend 'vllm' needs the vllm package and a CUDA GPU")
+    if backend == 'vllm' and not vllm_available():
+        raise ValueError("backend 'vllm' needs the vllm package and a CUDA GPU")
     return ('vllm' if vllm_available() else 'loop') if backend == 'auto' else backend
 
 def make_backend(cfg:Config, model=None, tokenizer=None, progress:bool=True) -> Backend:
@@ -275,4 +280,5 @@ def generation_rows(prompts:list[dict], responses:list[list[str]], cfg:Config, b
     "One row per response, carrying the prompt row's fields and the generation settings."
     settings = dict(model=cfg.model, backend=backend.name, temperature=cfg.temperature, top_p=cfg.top_p,
                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, **extra)
-    return [{**p, 'response': r, 'sample': i, **settings} for p, rs in zip(prompts, responses) for i, r in enumerate(rs)]
+    return [{**p, 'response': r, 'sample': i, **settings}
+            for p, rs in zip(prompts, responses) for i, r in enumerate(rs)]

@@ -40,13 +40,15 @@ def one_order_each(pairs:list[dict], seed:int=0) -> list[tuple]:
 
 # %% ../nbs/05_generative_reward_models.ipynb #118259d4
 COMPACT_JUDGE_SYSTEM = ("You are an impartial judge. Read the user's question and the answers of assistants A and B. "
-                        "Decide which answer is more helpful, relevant and accurate; do not let length, position or names "
-                        "decide. Explain briefly, then give your verdict: \"[[A]]\" if A is better, \"[[B]]\" if B is better.")
+                        "Decide which answer is more helpful, relevant and accurate; do not let length, position "
+                        "or names decide. Explain briefly, then give your verdict: \"[[A]]\" if A is better, "
+                        "\"[[B]]\" if B is better.")
 JUDGE_PROMPTS = {'compact': COMPACT_JUDGE_SYSTEM, 'mt-bench': JUDGE_SYSTEM}
 
 def judge_system(name:str) -> str:
     "The judge instructions called `name`."
-    if name not in JUDGE_PROMPTS: raise ValueError(f"genrm_prompt must be one of {', '.join(JUDGE_PROMPTS)}, got {name!r}")
+    if name not in JUDGE_PROMPTS:
+        raise ValueError(f"genrm_prompt must be one of {', '.join(JUDGE_PROMPTS)}, got {name!r}")
     return JUDGE_PROMPTS[name]
 
 def judge_conversation(prompt, a:str, b:str, system:str) -> list[dict]:
@@ -55,10 +57,12 @@ def judge_conversation(prompt, a:str, b:str, system:str) -> list[dict]:
 
 # %% ../nbs/05_generative_reward_models.ipynb #a4044598
 def credit(label:str|None) -> float:
-    "1 when the order-averaged verdict picks the chosen response ('a'), 0 for the rejected, 1/2 for a tie or no verdict."
+    ("1 when the order-averaged verdict picks the chosen response ('a'), 0 for the rejected, "
+     "1/2 for a tie or no verdict.")
     return {'a': 1.0, 'b': 0.0}.get(label, 0.5)
 
-def judge_row(results:list[dict], seconds:float, n_boot:int=1000, seed:int=0, parse_failures:float=math.nan, **extra) -> dict:
+def judge_row(results:list[dict], seconds:float, n_boot:int=1000, seed:int=0, parse_failures:float=math.nan,
+              **extra) -> dict:
     "One table row for a judge on one set, from `judge_both_orders` results on (prompt, chosen, rejected) items."
     if not results: raise DataError("no comparisons to measure the judge on")
     row = accuracy_row([credit(r['label']) for r in results], n_boot, seed, **extra)
@@ -73,7 +77,8 @@ def evaluate_judge(judge:Judge, sets:dict, tie_margin:float=0.02, n_boot:int=100
     for name, pairs in sets.items():
         before = dict(getattr(judge, 'counts', {}))
         t0 = time.perf_counter()
-        res = judge_both_orders(judge, [(p['prompt'], text_of(p['chosen']), text_of(p['rejected'])) for p in pairs], tie_margin)
+        res = judge_both_orders(judge, [(p['prompt'], text_of(p['chosen']), text_of(p['rejected'])) for p in pairs],
+                                tie_margin)
         secs = time.perf_counter() - t0
         c = getattr(judge, 'counts', None)  # only judges that write keep counts
         pf = (c['unwritten'] - before['unwritten']) / max(c['samples'] - before['samples'], 1) if c else math.nan
@@ -162,7 +167,8 @@ def chain_text(rationale:str, verdict:str) -> str:
 
 def sft_row(item:tuple, completion:str, system:str) -> dict:
     "A prompt-completion row for TRL's SFTTrainer: the judge's conversation and the answer to learn."
-    return {'prompt': judge_conversation(*item[:3], system), 'completion': [{'role': 'assistant', 'content': completion}]}
+    return {'prompt': judge_conversation(*item[:3], system),
+            'completion': [{'role': 'assistant', 'content': completion}]}
 
 def genrm_rows(pairs:list[dict], system:str) -> list[dict]:
     "GenRM training rows: every pair in both orders, the completion the winner's indicator."
@@ -181,10 +187,10 @@ def judge_model_from(cfg:Config, seed:int|None=None):
                        cfg.seed if seed is None else seed)
 
 def _train_args(cls, model, out:Path, epochs:int, learning_rate:float, batch_size:int, seed:int, progress:bool, **kw):
-    return cls(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size, learning_rate=learning_rate,
-               max_length=None, gradient_checkpointing=False, bf16=trains_in_bf16(model), logging_steps=1,
-               save_strategy='no', report_to='none', seed=seed, data_seed=seed, disable_tqdm=not progress,
-               use_cpu=model.device.type == 'cpu', **kw)
+    return cls(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+               learning_rate=learning_rate, max_length=None, gradient_checkpointing=False, bf16=trains_in_bf16(model),
+               logging_steps=1, save_strategy='no', report_to='none', seed=seed, data_seed=seed,
+               disable_tqdm=not progress, use_cpu=model.device.type == 'cpu', **kw)
 
 def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     from datasets import Dataset
@@ -196,15 +202,18 @@ def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
 
 def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, learning_rate:float=2e-4,
                     batch_size:int=8, seed:int=0, progress:bool=True):
-    "Fine-tune `model` on prompt-completion `rows` with TRL's `SFTTrainer` (loss on the completion only); returns the trainer."
+    ("Fine-tune `model` on prompt-completion `rows` with TRL's `SFTTrainer` (loss on the completion only); "
+     "returns the trainer.")
     from trl import SFTConfig, SFTTrainer
     if not rows: raise DataError("no examples to fine-tune the judge on")
-    args = _train_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress, completion_only_loss=True)
+    args = _train_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress,
+                       completion_only_loss=True)
     return _fit(SFTTrainer, args, model, tokenizer, rows)
 
 # %% ../nbs/05_generative_reward_models.ipynb #5288a333
 def split_chain(text:str) -> tuple[str, str|None]:
-    "(rationale, verdict) of a judge's written answer: the text before the first `[[A]]`/`[[B]]`, and that letter or None."
+    ("(rationale, verdict) of a judge's written answer: the text before the first `[[A]]`/`[[B]]`, "
+     "and that letter or None.")
     m = re.search(r'\[\[\s*([AB])\s*\]\]', text)
     rationale = text[:m.start()] if m else text
     rationale = re.sub(r'(?i)\s*(final\s+)?verdict\s*:?\s*$', '', rationale.strip()).strip()
@@ -213,7 +222,8 @@ def split_chain(text:str) -> tuple[str, str|None]:
 VERDICT_ROOM = 8  # tokens for `Verdict: [[A]]` after the rationale
 
 class CoTJudge(Judge):
-    "A judge that writes `k` rationales per comparison, each ending in a verdict; `p_a` is the share of chains voting A."
+    ("A judge that writes `k` rationales per comparison, each ending in a verdict; "
+     "`p_a` is the share of chains voting A.")
     def __init__(self, model, tokenizer,
                  gen:Backend|None=None,  # generation backend, transformers on the same model if None
                  k:int=2,  # chains per comparison
@@ -222,14 +232,16 @@ class CoTJudge(Judge):
                  system:str=COMPACT_JUDGE_SYSTEM, batch_size:int=16, name:str='CoT-GenRM'):
         self.model, self.tok, self.k, self.max_new_tokens = model, tokenizer, k, max_new_tokens
         self.gen = gen or LoopBackend(model, tokenizer, batch_size, progress=False)
-        self.temperature, self.top_p, self.seed, self.system, self.batch_size, self.name = temperature, top_p, seed, system, batch_size, name
+        self.temperature, self.top_p, self.seed, self.system, self.batch_size, self.name = (
+            temperature, top_p, seed, system, batch_size, name)
         self.counts, self.calls = dict(samples=0, unwritten=0), 0
 
     def sample(self, convs:list[list[dict]], k:int|None=None) -> list[list[dict]]:
-        "`k` chains per conversation, each a dict of rationale, verdict, and whether the judge wrote the verdict itself."
+        ("`k` chains per conversation, each a dict of rationale, verdict, "
+         "and whether the judge wrote the verdict itself.")
         k = k or self.k
-        outs = self.gen.generate(convs, n=k, max_new_tokens=self.max_new_tokens + VERDICT_ROOM, temperature=self.temperature,
-                                 top_p=self.top_p, seed=self.seed + 1000 * self.calls)
+        outs = self.gen.generate(convs, n=k, max_new_tokens=self.max_new_tokens + VERDICT_ROOM,
+                                 temperature=self.temperature, top_p=self.top_p, seed=self.seed + 1000 * self.calls)
         self.calls += 1  # the next call draws fresh chains
         chains = [[dict(zip(('rationale', 'verdict'), split_chain(t)), written=True) for t in o] for o in outs]
         for cs in chains:  # a rationale that fits the budget, so a chain trained on it can still reach its verdict
@@ -237,8 +249,10 @@ class CoTJudge(Judge):
         missing = [(i, j) for i, cs in enumerate(chains) for j, c in enumerate(cs) if c['verdict'] is None]
         if missing:  # read the vote the chain was heading to
             p = next_token_probs(self.model, self.tok, [convs[i] for i, _ in missing],
-                                 [chain_text(chains[i][j]['rationale'], '') for i, j in missing], ['A', 'B'], self.batch_size)
-            for (i, j), pa in zip(missing, p[:, 0].tolist()): chains[i][j].update(verdict='A' if pa >= 0.5 else 'B', written=False)
+                                 [chain_text(chains[i][j]['rationale'], '') for i, j in missing], ['A', 'B'],
+                                 self.batch_size)
+            for (i, j), pa in zip(missing, p[:, 0].tolist()):
+                chains[i][j].update(verdict='A' if pa >= 0.5 else 'B', written=False)
         self.counts['samples'] += sum(map(len, chains)); self.counts['unwritten'] += len(missing)
         return chains
 
@@ -258,14 +272,16 @@ def hint_conversation(item:tuple, system:str) -> list[dict]:
     other = 'B' if label == 'A' else 'A'
     conv = judge_conversation(prompt, a, b, system)
     conv[-1] = conv[-1] | {'content': conv[-1]['content'] + f"\n\nHint: assistant {label}'s answer is the better one. "
-                           f"Explain why assistant {label}'s answer is better than assistant {other}'s, then give your verdict."}
+                           f"Explain why assistant {label}'s answer is better than assistant {other}'s, "
+                           "then give your verdict."}
     return conv
 
 def star_records(judge:CoTJudge, items:list[tuple], rationalize:bool=True) -> list[dict]:
     "Sample chains for labelled comparisons and sort them into right and wrong; rationalize where none is right."
     chains = judge.sample([judge_conversation(*it[:3], judge.system) for it in items], k=judge.k)
-    recs = [dict(item=it, right=[c for c in cs if c['verdict'] == it[3]], wrong=[c for c in cs if c['verdict'] != it[3]],
-                 rationalized=None) for it, cs in zip(items, chains)]
+    recs = [dict(item=it, right=[c for c in cs if c['verdict'] == it[3]],
+                 wrong=[c for c in cs if c['verdict'] != it[3]], rationalized=None)
+            for it, cs in zip(items, chains)]
     todo = [r for r in recs if not r['right']]
     if rationalize and todo:
         hinted = judge.sample([hint_conversation(r['item'], judge.system) for r in todo], k=judge.k)
@@ -286,7 +302,8 @@ def star_dpo_rows(records:list[dict], system:str) -> list[dict]:
     other = {'A': 'B', 'B': 'A'}
     return [{'prompt': judge_conversation(*r['item'][:3], system),
              'chosen': [{'role': 'assistant', 'content': chain_text(r['right'][0]['rationale'], r['item'][3])}],
-             'rejected': [{'role': 'assistant', 'content': chain_text(r['wrong'][0]['rationale'], other[r['item'][3]])}]}
+             'rejected': [{'role': 'assistant',
+                           'content': chain_text(r['wrong'][0]['rationale'], other[r['item'][3]])}]}
             for r in records if r['right'] and r['wrong']]
 
 def star_summary(records:list[dict]) -> dict:
@@ -294,7 +311,8 @@ def star_summary(records:list[dict]) -> dict:
     solved = sum(bool(r['right']) for r in records)
     rationalized = sum(r['rationalized'] is not None for r in records)
     return {'comparisons': len(records), 'solved by sampling': solved, 'rationalized': rationalized,
-            'unsolved': len(records) - solved - rationalized, 'dpo pairs': sum(bool(r['right'] and r['wrong']) for r in records)}
+            'unsolved': len(records) - solved - rationalized,
+            'dpo pairs': sum(bool(r['right'] and r['wrong']) for r in records)}
 
 def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0, epochs:int=1, learning_rate:float=2e-4,
                     batch_size:int=8, seed:int=0, progress:bool=True):
@@ -314,7 +332,8 @@ def save_judge(model, tokenizer, path:Path, spec:str, kind:str, system:str) -> P
     return path
 
 def load_judge(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False, **cot) -> Judge:
-    "A saved judge, ready to `judge(prompt, a, b)`; `cot` passes sampling options (k, max_new_tokens, ...) to a `CoTJudge`."
+    ("A saved judge, ready to `judge(prompt, a, b)`; "
+     "`cot` passes sampling options (k, max_new_tokens, ...) to a `CoTJudge`.")
     from peft import PeftModel
     path = Path(path)
     if not (path/'synthbook_judge.json').exists(): raise DataError(f"{path}: not a saved synthbook judge")

@@ -49,11 +49,13 @@ def reward_model(spec:str, dtype:str='auto', device:str='auto', load_in_4bit:boo
 
 def reward_model_from(cfg:Config):
     "`reward_model` with the options of `cfg`."
-    return reward_model(cfg.model, cfg.dtype, cfg.device, cfg.load_in_4bit, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
+    return reward_model(cfg.model, cfg.dtype, cfg.device, cfg.load_in_4bit,
+                        cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
 
 # %% ../nbs/04_reward_model.ipynb #cdb3a86d
 def autocast_like(model):
-    "Autocast to the frozen weights' dtype: the trainable score head is fp32 while a bf16 backbone hands it bf16 states."
+    ("Autocast to the frozen weights' dtype: the trainable score head is fp32 while a bf16 backbone "
+     "hands it bf16 states.")
     dt = next(p for p in model.parameters() if not p.requires_grad).dtype
     return torch.autocast(model.device.type, dtype=dt, enabled=dt in (torch.bfloat16, torch.float16))
 
@@ -71,8 +73,10 @@ class RewardScorer(Scorer):
         self.model.eval()
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
-            enc = self.tok([texts[i] for i in idx], return_tensors='pt', padding=True, add_special_tokens=False).to(self.model.device)
-            with torch.inference_mode(), autocast_like(self.model): scores = self.model(**enc).logits[:, 0].float().cpu().tolist()
+            enc = self.tok([texts[i] for i in idx], return_tensors='pt', padding=True,
+                           add_special_tokens=False).to(self.model.device)
+            with torch.inference_mode(), autocast_like(self.model):
+                scores = self.model(**enc).logits[:, 0].float().cpu().tolist()
             for i, v in zip(idx, scores): out[i] = v
         return out
 
@@ -105,7 +109,8 @@ def longer_wins(pairs:list[dict]) -> np.ndarray:
 def accuracy_row(correct, n_boot:int=1000, seed:int=0, **extra) -> dict:
     "Accuracy, its bootstrap interval and n, as one table row."
     lo, hi = bootstrap_ci(correct, n_boot, seed)
-    return {**extra, 'n': len(correct), 'accuracy': round(float(np.mean(correct)), 3), 'ci low': round(lo, 3), 'ci high': round(hi, 3)}
+    return {**extra, 'n': len(correct), 'accuracy': round(float(np.mean(correct)), 3),
+            'ci low': round(lo, 3), 'ci high': round(hi, 3)}
 
 # %% ../nbs/04_reward_model.ipynb #1cace81c
 def evaluate_reward_model(scorer:Scorer, sets:dict, n_boot:int=1000, seed:int=0) -> tuple[pd.DataFrame, dict]:
@@ -114,7 +119,8 @@ def evaluate_reward_model(scorer:Scorer, sets:dict, n_boot:int=1000, seed:int=0)
     rows, ms = [], {}
     for name, pairs in sets.items():
         m = margins(scorer, pairs); ms[name] = m
-        rows.append(accuracy_row((m > 0).astype(float), n_boot, seed, set=name, method='all', **{'longer wins': round(float(longer_wins(pairs).mean()), 3)}))
+        rows.append(accuracy_row((m > 0).astype(float), n_boot, seed, set=name, method='all',
+                                 **{'longer wins': round(float(longer_wins(pairs).mean()), 3)}))
         methods = sorted({p.get('method') for p in pairs if p.get('method')})
         for meth in methods if len(methods) > 1 else []:
             sel = [i for i, p in enumerate(pairs) if p.get('method') == meth]
@@ -125,19 +131,22 @@ def evaluate_reward_model(scorer:Scorer, sets:dict, n_boot:int=1000, seed:int=0)
 # %% ../nbs/04_reward_model.ipynb #60ccc0c9
 def trains_in_bf16(model) -> bool:
     "Whether a trainer should autocast to bf16: the frozen weights are bf16, or 4-bit (which computes in bf16)."
-    return next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16 or getattr(model, 'is_loaded_in_4bit', False)
+    return (next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16
+            or getattr(model, 'is_loaded_in_4bit', False))
 
 def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=2, learning_rate:float=1e-4,
                        batch_size:int=8, seed:int=0, progress:bool=True):
-    "Train `model` on `pairs` with TRL's `RewardTrainer`; returns the trainer (its `state.log_history` holds the curve)."
+    ("Train `model` on `pairs` with TRL's `RewardTrainer`; returns the trainer "
+     "(its `state.log_history` holds the curve).")
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
     if not pairs: raise DataError("no pairs to train the reward model on")
     args = RewardConfig(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-                        learning_rate=learning_rate, max_length=None, gradient_checkpointing=False, bf16=trains_in_bf16(model),
-                        logging_steps=1, save_strategy='no', report_to='none', seed=seed, data_seed=seed,
-                        disable_tqdm=not progress, use_cpu=model.device.type == 'cpu')
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
+                        learning_rate=learning_rate, max_length=None, gradient_checkpointing=False,
+                        bf16=trains_in_bf16(model), logging_steps=1, save_strategy='no', report_to='none', seed=seed,
+                        data_seed=seed, disable_tqdm=not progress, use_cpu=model.device.type == 'cpu')
+    trainer = RewardTrainer(model=model, args=args,
+                            train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
                             processing_class=tokenizer)
     trainer.train()
     return trainer

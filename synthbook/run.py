@@ -67,7 +67,8 @@ def stage_key(nb:Path, params:dict) -> str:
 def stage_is_done(previous:dict|None, key:str, run_dir:Path) -> bool:
     "Whether a recorded stage can be reused: it finished, with the same key, and its artifacts are intact."
     if not previous or previous.get('status') != 'ok' or previous.get('key') != key: return False
-    return all((Path(run_dir)/f).is_file() and sha256_file(Path(run_dir)/f) == h for f, h in previous.get('artifacts', {}).items())
+    return all((Path(run_dir)/f).is_file() and sha256_file(Path(run_dir)/f) == h
+               for f, h in previous.get('artifacts', {}).items())
 
 # %% ../nbs/08_scale.ipynb #1783af54
 def run_chain(cfg:Config,  # the run's parameters
@@ -81,7 +82,8 @@ def run_chain(cfg:Config,  # the run's parameters
     nbs, out = notebooks_dir(nbs_dir), cfg.out.resolve()
     missing = [s for s in cfg.stages if not (nbs/f'{s}.ipynb').exists()]
     if missing: raise ChainError(f"stages without a notebook in {nbs}: {', '.join(missing)}")
-    before = {} if fresh or not (out/'run.json').exists() else json.loads((out/'run.json').read_text()).get('stages', {})
+    before = ({} if fresh or not (out/'run.json').exists() else
+              json.loads((out/'run.json').read_text()).get('stages', {}))
     record = dict(name=cfg.name, run_dir=str(out), seed=cfg.seed, parameters={**cfg.to_dict(), 'run_dir': str(out)},
                   env=env_report(), started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), status='running', stages={})
     (out/'notebooks').mkdir(parents=True, exist_ok=True)
@@ -100,15 +102,19 @@ def run_chain(cfg:Config,  # the run's parameters
         t0, hashes = time.perf_counter(), artifact_hashes(out)
         try:
             papermill.execute_notebook(str(nb), str(out/'notebooks'/nb.name), parameters=params, cwd=str(nbs),
-                                       kernel_name=kernel, progress_bar=False)
+                                       kernel_name=kernel, progress_bar=False,
+                                       extra_arguments=['--IPKernelApp.log_level=ERROR'])  # not its TCP notice
         except papermill.PapermillExecutionError as e:
-            record['stages'][stage] = dict(status='failed', seconds=round(time.perf_counter() - t0, 1), error=f'{e.ename}: {e.evalue}')
+            record['stages'][stage] = dict(status='failed', seconds=round(time.perf_counter() - t0, 1),
+                                           error=f'{e.ename}: {e.evalue}')
             record['status'] = 'failed'
             write_json(record, out/'run.json')
-            raise ChainError(f"stage {stage} failed in cell {e.exec_count}: {e.ename}: {e.evalue} (see {out/'notebooks'/nb.name})") from None
+            raise ChainError(f"stage {stage} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
+                             f"(see {out/'notebooks'/nb.name})") from None
         secs = round(time.perf_counter() - t0, 1)
         wrote = {f: h for f, h in artifact_hashes(out).items() if hashes.get(f) != h}
-        record['stages'][stage] = dict(status='ok', seconds=secs, notebook=f'notebooks/{nb.name}', key=key, artifacts=wrote)
+        record['stages'][stage] = dict(status='ok', seconds=secs, notebook=f'notebooks/{nb.name}', key=key,
+                                       artifacts=wrote)
         log(f'[{stage}] done in {secs} s')
         write_json(record, out/'run.json')
     record.update(status='ok', seconds=round(time.perf_counter() - t_all, 1), artifacts=artifact_hashes(out),
@@ -149,15 +155,20 @@ def launch(target:str,  # the training job, 'module:function'; the function take
     params, result = jobs/f'{name}.json', jobs/f'{name}.result.json'
     write_json(cfg.to_dict() | {'run_dir': str(cfg.out.resolve())}, params)
     result.unlink(missing_ok=True)
-    env = os.environ | {'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 2) // cfg.num_processes)))}
+    env = os.environ | {'PYTHONUNBUFFERED': '1',
+                        'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS',
+                                                          str(max(1, (os.cpu_count() or 2) // cfg.num_processes)))}
     tail = collections.deque(maxlen=400)
-    with subprocess.Popen(job_command(cfg, target, params), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as p:
+    with subprocess.Popen(job_command(cfg, target, params), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=env) as p:
         for line in p.stdout: log(line.rstrip()); tail.append(line.rstrip())
     if p.returncode or not result.exists():
         errors = [l.strip().removeprefix('synthbook: error: ') for l in tail if l.startswith('synthbook: error: ') or
-                  re.match(r'[\w.]*(Error|Exception): ', l.strip()) and not re.match(r'[\w.]*(ChildFailedError|CalledProcessError)', l.strip())]
+                  re.match(r'[\w.]*(Error|Exception): ', l.strip()) and
+                  not re.match(r'[\w.]*(ChildFailedError|CalledProcessError)', l.strip())]
         last = errors[-1] if errors else next((l for l in reversed(tail) if l.strip()), 'no output')
-        raise ChainError(f"{target} failed under accelerate launch ({cfg.num_processes} processes, exit code {p.returncode}): {last}")
+        raise ChainError(f"{target} failed under accelerate launch ({cfg.num_processes} processes, "
+                         f"exit code {p.returncode}): {last}")
     return json.loads(result.read_text())
 
 def run_job(target:str, params_file:Path) -> dict:
@@ -178,7 +189,8 @@ def where_am_i(cfg:Config) -> dict:
 # %% ../nbs/08_scale.ipynb #f720a230
 def grid_points(grid:dict[str, list]) -> list[dict]:
     "Every combination of the grid's values, as parameter dicts."
-    if not grid or any(not v for v in grid.values()): raise RecipeError("a sweep needs at least one value for each grid key")
+    if not grid or any(not v for v in grid.values()):
+        raise RecipeError("a sweep needs at least one value for each grid key")
     return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
 
 def parse_grid(items:list[str]) -> dict:
@@ -195,25 +207,31 @@ def flat_metrics(run_dir:Path) -> dict:
     "The headline numbers of a run, one column each: DPO's margins and held-out accuracy, win rates, mention rates."
     m, out = collect_metrics(run_dir), {}
     d, e = m.get('dpo_stats', {}), m.get('eval_stats', {})
-    if d: out |= {'train margin': d['last_step'].get('rewards/margins'), 'held-out reward acc': d.get('heldout', {}).get('rewards/accuracies')}
+    if d:
+        out |= {'train margin': d['last_step'].get('rewards/margins'),
+                'held-out reward acc': d.get('heldout', {}).get('rewards/accuracies')}
     for w in e.get('win_rates', []): out[f"win rate: {w['judge'].split(' (')[0]}, {w['set']}"] = w['win rate']
     for r in e.get('mention_rates', []): out[f"mentions after: {r['set']}"] = r['after']
     return out
 
 def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, log=print) -> list[dict]:
-    "Run `cfg` once per grid point, each in `<run>/sweep/<point>` (a copy of `base_run` if given); returns and saves the table."
+    ("Run `cfg` once per grid point, each in `<run>/sweep/<point>` (a copy of `base_run` if given); "
+     "returns and saves the table.")
     rows, root = [], cfg.out/'sweep'
-    if base_run and not (Path(base_run)/'run.json').exists(): raise ChainError(f"--from {base_run}: not a run folder (no run.json)")
+    if base_run and not (Path(base_run)/'run.json').exists():
+        raise ChainError(f"--from {base_run}: not a run folder (no run.json)")
     for point in grid_points(grid):
         label = ','.join(f'{k}={v}' for k, v in point.items())
         d = root/label
         if base_run and not d.exists(): shutil.copytree(base_run, d, ignore=shutil.ignore_patterns('sweep'))
         log(f'== sweep point {label}')
-        rec = run_chain(Config.from_dict(cfg.to_dict() | point | {'run_dir': str(d)}, where=f'sweep point {label}'), nbs_dir, log)
+        rec = run_chain(Config.from_dict(cfg.to_dict() | point | {'run_dir': str(d)}, where=f'sweep point {label}'),
+                        nbs_dir, log)
         rows.append(point | {'ran': [s for s, v in rec['stages'].items() if not v.get('skipped')], **flat_metrics(d)})
     from synthbook.evaluate import md_table
     write_json(rows, root/'sweep.json')
-    (root/'sweep.md').write_text(f"# Sweep of {cfg.name} over {', '.join(grid)}\n\n" + md_table([r | {'ran': ', '.join(r['ran'])} for r in rows]) + '\n')
+    (root/'sweep.md').write_text(f"# Sweep of {cfg.name} over {', '.join(grid)}\n\n" +
+                                 md_table([r | {'ran': ', '.join(r['ran'])} for r in rows]) + '\n')
     return rows
 
 # %% ../nbs/08_scale.ipynb #64a023e8
@@ -229,7 +247,8 @@ def parse_sets(items:list[str]) -> dict:
 def _recipe_args(p):
     p.add_argument('recipe'); p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
     p.add_argument('--stages', help='comma-separated stages, overriding the recipe')
-    p.add_argument('--run-dir', help='artifact folder, default runs/<name>'); p.add_argument('--nbs', help='notebooks folder')
+    p.add_argument('--run-dir', help='artifact folder, default runs/<name>')
+    p.add_argument('--nbs', help='notebooks folder')
 
 def _recipe_config(a) -> Config:
     over = parse_sets(a.set)
@@ -242,9 +261,11 @@ def main(argv:list[str]|None=None) -> int:
     ap = argparse.ArgumentParser(prog='synthbook', description='Run synthbook recipes: the handbook notebooks as jobs.')
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='execute the chapters of a recipe with papermill'); _recipe_args(r)
-    r.add_argument('--fresh', action='store_true', help='run every stage, even those a previous run of this folder finished')
+    r.add_argument('--fresh', action='store_true',
+                   help='run every stage, even those a previous run of this folder finished')
     s = sub.add_parser('sweep', help='one run per point of a parameter grid, and a summary table'); _recipe_args(s)
-    s.add_argument('--grid', action='append', required=True, metavar='KEY=V1,V2'); s.add_argument('--from', dest='base', help='a finished run folder each point starts from')
+    s.add_argument('--grid', action='append', required=True, metavar='KEY=V1,V2')
+    s.add_argument('--from', dest='base', help='a finished run folder each point starts from')
     c = sub.add_parser('check', help='parse and check recipes'); c.add_argument('recipes', nargs='+')
     j = sub.add_parser('job', help='one rank of a training job (used by accelerate launch)')
     j.add_argument('target'); j.add_argument('--params', required=True)
