@@ -35,11 +35,11 @@ export: setup
 readme: setup
 	$(BIN)/python tools/make_readme.py
 
-# the GPU comparisons on one CUDA GPU, offline, in under 10 minutes: QLoRA vs bf16 LoRA DPO on the bundled model and a random
-# model of Qwen2.5-1.5B's shape, vLLM vs transformers sampling where vllm is installed; writes $(BENCH_OUT)/bench.json
-# every fast path against the stock path on identical work, side by side, on this CPU (5 to 8 minutes on 2 cores)
+# every fast path against the stock path on identical work, side by side, on this CPU (7 to 10 minutes on 2 cores)
 bench: setup
 	$(BIN)/python benchmarks/bench.py --out $(BENCH_OUT)
 
+# the GPU comparisons on one CUDA GPU, offline, in under 10 minutes: QLoRA vs bf16 LoRA DPO on the bundled model and a random
+# model of Qwen2.5-1.5B's shape, vLLM vs transformers sampling where vllm is installed; writes $(BENCH_OUT)/bench.json
 bench-gpu: setup
 	$(BIN)/python benchmarks/bench_gpu.py --out $(BENCH_OUT)

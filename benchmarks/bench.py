@@ -1,16 +1,19 @@
 """`make bench`: every fast path of the chain against the stock path, on identical work, in one run, on this machine.
 
 Rows (see `common.py` for their fields; `speedup` > 1 means synthbook's path is better):
-- `sampling-<T>`: new tokens/s of `LoopBackend` vs stock `model.generate` (`TransformersBackend`), same bf16 model,
+- `sampling-<T>`: new tokens/s of `LoopBackend` vs stock `model.generate` (`TransformersBackend`), same model in the
+  dtype that `dtype: auto` picks on this machine (bf16 where it measured faster than fp32, as the chain runs it),
   prompts, batch, n, temperature 0.7, top-p 0.95 and T max new tokens;
 - `greedy-64`: the same for greedy decoding, with the correctness guard: the share of sequences identical token for token
-  to stock in fp32 (the same math, so it should be 1.0), the share in bf16, and the mean NLL of each side's greedy output
-  under the bf16 model;
+  to stock in fp32 (the same math, so it should be 1.0), the share in the chain's dtype, and the mean NLL of each side's
+  greedy output under that model;
 - `judging`: seconds per 100 next-token verdict read-outs (both orders of 50 comparisons), chapter 03's
   `next_token_probs` vs a stock per-batch forward;
 - `dpo`: seconds per training pair (trainer set-up included) and peak RSS of chapter 06's `dpo_args` vs TRL's
   `DPOConfig` defaults, same pairs, model, LoRA r16 on all linear layers, learning rate and global batch; each side runs
-  in its own process so the RSS is its own;
+  in its own process so the RSS is its own. A third run, TRL's defaults at the project's micro-batch and accumulation,
+  is the control for the final loss: with Adam at this learning rate a different summation order alone moves the last
+  step's loss by about 0.01, so the project's distance from stock is read against the control's;
 - `chain-<stage>`: a smoke run's per-stage seconds from its `run.json` (`--run`), when there is one.
 
 Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke] [--only sampling,greedy,judging,dpo]
@@ -25,11 +28,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import matmul_flops, model_flops_per_token, print_table, row, timed, write_bench  # noqa: E402
 
-from synthbook.core import BUNDLED_MODEL, load_model, seed_everything  # noqa: E402
+from synthbook.core import BUNDLED_MODEL, load_model, pick_dtype, seed_everything  # noqa: E402
 from synthbook.data import load_prompts  # noqa: E402
 from synthbook.generate import LoopBackend, TransformersBackend, as_messages  # noqa: E402
 
 SAMPLING = dict(temperature=0.7, top_p=0.95)
+
+
+def short_dtype(dtype: torch.dtype) -> str:
+    "bf16 or fp32, as the limits are named."
+    return {torch.bfloat16: 'bf16', torch.float32: 'fp32'}[dtype]
 
 
 def prompts_for(n: int) -> list[str]:
@@ -46,7 +54,7 @@ def throughput(backend, prompts, **kw) -> tuple[float, list]:
 
 
 def sampling_rows(
-    model, tok, bf16_flops: float, n_prompts: int = 16, n: int = 4, batch: int = 16
+    model, tok, peak_flops: float, n_prompts: int = 16, n: int = 4, batch: int = 16
 ) -> tuple[list[dict], list]:
     "Sampled generation at 64 and 128 new tokens, stock vs loop, at equal batch; returns the rows and the 64-token samples."
     prompts, flops, rows, samples = prompts_for(n_prompts), model_flops_per_token(model), [], None
@@ -65,8 +73,8 @@ def sampling_rows(
                 'new tokens/s',
                 res['transformers'],
                 res['loop'],
-                bound_share=res['loop'] * flops / bf16_flops,
-                stock_bound_share=round(res['transformers'] * flops / bf16_flops, 4),
+                bound_share=res['loop'] * flops / peak_flops,
+                stock_bound_share=round(res['transformers'] * flops / peak_flops, 4),
                 prompts=n_prompts,
                 n=n,
                 batch=f'{batch} prompts x {n}',
@@ -92,31 +100,34 @@ def nll_of(model, tok, prompts, responses) -> float:
     return total / max(count, 1)
 
 
-def greedy_row(model, tok, bf16_flops: float, n_prompts: int = 32, batch: int = 32, tokens: int = 64) -> dict:
-    "Greedy decoding, stock vs loop, with the identity guard in fp32 and bf16 and the NLL of both outputs."
-    prompts, flops = prompts_for(n_prompts), model_flops_per_token(model)
+def greedy_row(model, tok, peak_flops: float, n_prompts: int = 32, batch: int = 32, tokens: int = 64) -> dict:
+    "Greedy decoding, stock vs loop, with the identity guard in fp32 and in the model's dtype, and the NLL of both outputs."
+    prompts, flops, short = prompts_for(n_prompts), model_flops_per_token(model), short_dtype(model.dtype)
     kw = dict(max_new_tokens=tokens, temperature=0)
     stock_tps, stock_out = throughput(TransformersBackend(model, tok, batch, progress=False), prompts, **kw)
     loop_tps, loop_out = throughput(LoopBackend(model, tok, batch, progress=False), prompts, **kw)
-    m32, t32 = load_model(BUNDLED_MODEL, dtype='float32', device='cpu')
-    same32 = [
-        a == b
-        for a, b in zip(
-            TransformersBackend(m32, t32, batch, progress=False).generate(prompts, **kw),
-            LoopBackend(m32, t32, batch, progress=False).generate(prompts, **kw),
-        )
-    ]
-    del m32
+    same = [a == b for a, b in zip(stock_out, loop_out)]
+    same32 = same
+    if model.dtype != torch.float32:
+        m32, t32 = load_model(BUNDLED_MODEL, dtype='float32', device='cpu')
+        same32 = [
+            a == b
+            for a, b in zip(
+                TransformersBackend(m32, t32, batch, progress=False).generate(prompts, **kw),
+                LoopBackend(m32, t32, batch, progress=False).generate(prompts, **kw),
+            )
+        ]
+        del m32
     return row(
         'greedy-64',
         'new tokens/s',
         stock_tps,
         loop_tps,
-        bound_share=loop_tps * flops / bf16_flops,
-        identical_fp32=round(sum(same32) / len(same32), 3),
-        identical_bf16=round(sum(a == b for a, b in zip(stock_out, loop_out)) / len(prompts), 3),
-        nll_stock_bf16=round(nll_of(model, tok, prompts, [o for [o] in stock_out]), 4),
-        nll_loop_bf16=round(nll_of(model, tok, prompts, [o for [o] in loop_out]), 4),
+        bound_share=loop_tps * flops / peak_flops,
+        dtype=short,
+        **{'identical_fp32': round(sum(same32) / len(same32), 3), f'identical_{short}': round(sum(same) / len(same), 3)},
+        **{f'nll_stock_{short}': round(nll_of(model, tok, prompts, [o for [o] in stock_out]), 4)},
+        **{f'nll_loop_{short}': round(nll_of(model, tok, prompts, [o for [o] in loop_out]), 4)},
         sequences=n_prompts,
     )
 
@@ -158,7 +169,8 @@ def judging_row(model, tok, samples: list, n_items: int = 50, batch: int = 16) -
 
 
 def dpo_side(side: str, pairs_file: str) -> dict:
-    "One DPO run in this process: `stock` (DPOConfig defaults) or `project` (chapter 06's `dpo_args`)."
+    ("One DPO run in this process: `stock` (DPOConfig defaults), `stock-micro` (the same at the project's micro-batch "
+     "and accumulation, the control for the final loss) or `project` (chapter 06's `dpo_args`).")
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
     from synthbook.core import Config
@@ -168,15 +180,16 @@ def dpo_side(side: str, pairs_file: str) -> dict:
     cfg = Config(
         model=BUNDLED_MODEL, device='cpu', lora_r=16, lora_alpha=32, dpo_learning_rate=2e-4, global_batch_size=8
     )
-    model, tok = policy_model(cfg)  # bf16 weights, fp32 LoRA r16 on all linear layers, seeded
+    model, tok = policy_model(cfg)  # weights in the dtype `auto` picks, fp32 LoRA r16 on all linear layers, seeded
     out = tempfile.mkdtemp()
-    if (
-        side == 'stock'
-    ):  # TRL's defaults (gradient checkpointing, the reference recomputed every step); same lr, batch, epochs
+    project_args = dpo_args(cfg, Path(out), model, progress=False)
+    micro = side == 'stock-micro'
+    if side.startswith('stock'):  # TRL's defaults (gradient checkpointing, the reference recomputed every step)
         args = DPOConfig(
             output_dir=out,
             learning_rate=cfg.dpo_learning_rate,
-            per_device_train_batch_size=cfg.global_batch_size,
+            per_device_train_batch_size=project_args.per_device_train_batch_size if micro else cfg.global_batch_size,
+            gradient_accumulation_steps=project_args.gradient_accumulation_steps if micro else 1,
             num_train_epochs=cfg.dpo_epochs,
             logging_steps=1,
             report_to='none',
@@ -187,7 +200,7 @@ def dpo_side(side: str, pairs_file: str) -> dict:
             disable_tqdm=True,
         )
     else:
-        args = dpo_args(cfg, Path(out), model, progress=False)
+        args = project_args
     rows = [
         {
             'prompt': [{'role': 'user', 'content': p}],
@@ -198,7 +211,7 @@ def dpo_side(side: str, pairs_file: str) -> dict:
     ]
     t0 = time.perf_counter()
     with PeakMemory() as mem:
-        if side == 'stock':
+        if side.startswith('stock'):
             trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
         else:
             trainer = dpo_trainer(model, tok, [dict(prompt=p, chosen=c, rejected=r) for p, c, r in pairs], args)
@@ -223,14 +236,14 @@ def dpo_row(samples: list, n_pairs: int = 32) -> dict:
     pairs_file = Path(tempfile.mkdtemp()) / 'pairs.json'
     pairs_file.write_text(json.dumps(pairs))
     res = {}
-    for side in ('stock', 'project'):
+    for side in ('stock', 'stock-micro', 'project'):
         r = subprocess.run(
             [sys.executable, __file__, '--dpo-side', side, '--pairs', str(pairs_file)], capture_output=True, text=True
         )
         if r.returncode:
             raise RuntimeError(f"DPO {side} run failed: {r.stderr.strip().splitlines()[-1]}")
         res[side] = json.loads(r.stdout.strip().splitlines()[-1])
-    s, p = res['stock'], res['project']
+    s, c, p = res['stock'], res['stock-micro'], res['project']
     return row(
         'dpo',
         's per training pair',
@@ -244,6 +257,9 @@ def dpo_row(samples: list, n_pairs: int = 32) -> dict:
         first_loss_project=round(p['first_loss'], 4),
         last_loss_stock=round(s['last_loss'], 4),
         last_loss_project=round(p['last_loss'], 4),
+        # the same stock math at the project's micro-batching: how far apart last losses land from summation order alone
+        last_loss_stock_micro=round(c['last_loss'], 4),
+        s_per_pair_stock_micro=round(c['seconds_per_pair'], 3),
         steps=p['steps'],
         batch_stock=s['batch'],
         batch_project=p['batch'],
@@ -287,14 +303,17 @@ def main():
         f"limits: bf16 matmul {limits['bf16 matmul FLOP/s'] / 1e9:.0f} GFLOP/s, fp32 {limits['fp32 matmul FLOP/s'] / 1e9:.0f} "
         f"GFLOP/s, {torch.get_num_threads()} threads"
     )
-    model, tok = load_model(BUNDLED_MODEL, dtype='bfloat16', device='cpu')
+    dtype = pick_dtype('auto', 'cpu')  # what the chain runs in on this machine
+    print(f"dtype 'auto' is {dtype} here")
+    model, tok = load_model(BUNDLED_MODEL, dtype=str(dtype).removeprefix('torch.'), device='cpu')
+    peak = limits[f'{short_dtype(dtype)} matmul FLOP/s']
     rows, samples = [], None
     if only & {'sampling', 'judging', 'dpo'}:
-        sampled, samples = sampling_rows(model, tok, limits['bf16 matmul FLOP/s'])
+        sampled, samples = sampling_rows(model, tok, peak)
         if 'sampling' in only:
             rows += sampled
     if 'greedy' in only:
-        rows.append(greedy_row(model, tok, limits['bf16 matmul FLOP/s']))
+        rows.append(greedy_row(model, tok, peak))
     if 'judging' in only:
         rows.append(judging_row(model, tok, samples))
     del model

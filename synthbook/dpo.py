@@ -1,4 +1,4 @@
-"""Direct Preference Optimization with TRL's `DPOTrainer` on chapter 03's pairs: LoRA in bf16 on a CPU, QLoRA (4-bit NF4) on one GPU, with the global batch, the memory and the training curves on record.
+"""Direct Preference Optimization with TRL's `DPOTrainer` on chapter 03's pairs: LoRA on a CPU, QLoRA (4-bit NF4) on one GPU, with the global batch, the memory and the training curves on record.
 
 Docs: https://synthbook.github.io/synthbook/dpo.html.md"""
 
@@ -13,7 +13,7 @@ import numpy as np, torch
 from .core import Config, load_model, load_model_from, write_json
 from .data import DataError, sample_rows
 from .genrm import fast_cpu_logprobs
-from .reward import as_conversation, pairs_of, token_lengths, trains_in_bf16
+from .reward import as_conversation, pairs_of, token_lengths, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
@@ -187,7 +187,7 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
         trainer = dpo_trainer(model, tok, train, dpo_args(cfg, ckpt, model, progress=progress), heldout)
         trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
-    model.eval()
+    unwrap_autocast(model).eval()
     held = trainer.evaluate() if heldout else {}
     st, a = trainer.accelerator.state, trainer.args
     rank = {'rank': st.process_index, 'processes': st.num_processes, 'backend': st.backend, 'device': str(st.device),

@@ -14,7 +14,7 @@ from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
 from .generate import Backend, LoopBackend, as_messages
-from .reward import accuracy_row, trains_in_bf16
+from .reward import accuracy_row, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
@@ -197,7 +197,7 @@ def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     if model.device.type == 'cpu': fast_cpu_logprobs()
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.train()
-    model.eval()
+    unwrap_autocast(model).eval()
     return trainer
 
 def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, learning_rate:float=2e-4,

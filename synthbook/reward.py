@@ -17,7 +17,7 @@ from .generate import as_messages
 # %% auto #0
 __all__ = ['as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like', 'RewardScorer',
            'RewardJudge', 'bootstrap_ci', 'margins', 'longer_wins', 'accuracy_row', 'evaluate_reward_model',
-           'trains_in_bf16', 'train_reward_model', 'save_reward_model', 'load_reward_model']
+           'trains_in_bf16', 'unwrap_autocast', 'train_reward_model', 'save_reward_model', 'load_reward_model']
 
 # %% ../nbs/04_reward_model.ipynb #690a8800
 def as_conversation(pair:dict) -> dict:
@@ -134,6 +134,13 @@ def trains_in_bf16(model) -> bool:
     return (next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16
             or getattr(model, 'is_loaded_in_4bit', False))
 
+# %% ../nbs/04_reward_model.ipynb #a6280060
+def unwrap_autocast(model):
+    "Remove the mixed-precision wrapper accelerate leaves on a trained model's `forward`; returns the model."
+    from accelerate.utils import extract_model_from_parallel
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+# %% ../nbs/04_reward_model.ipynb #8158442f
 def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=2, learning_rate:float=1e-4,
                        batch_size:int=8, seed:int=0, progress:bool=True):
     ("Train `model` on `pairs` with TRL's `RewardTrainer`; returns the trainer "
@@ -149,6 +156,7 @@ def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=
                             train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
                             processing_class=tokenizer)
     trainer.train()
+    unwrap_autocast(model)
     return trainer
 
 # %% ../nbs/04_reward_model.ipynb #94f3ae85
