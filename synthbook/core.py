@@ -58,7 +58,9 @@ class Config:
     prompt_split: str = 'train'  # split, for a datasets id
     prompt_column: str = 'prompt'  # column holding the prompt, for a datasets id
     n_prompts: int = 48  # prompts drawn from the source, 0 means all
-    heldout_fraction: float = 0.25  # share of prompts never trained on
+    heldout_fraction: float = 0.25  # share of prompts, and of Pink Elephant entities, never trained on
+    pink_elephant_entities: int = 0  # entities drawn from the Pink Elephant set, 2 prompts each, 0 means all
+    seen_entity_heldout: float = 0.5  # share of trained-on entities that hold one prompt out, for a test on them
     backend: str = 'auto'  # generation backend: auto, transformers or vllm
     batch_size: int = 16  # prompts per generation batch
     max_new_tokens: int = 64  # new tokens per response
@@ -83,7 +85,6 @@ class Config:
     max_length: int = 512  # tokens of prompt plus response; longer pairs are counted and left out
     eval_pairs: str = 'synthbook:judge-check'  # labelled pairs no judge trains on: shipped set or JSONL path
     n_eval_pairs: int = 0  # pairs sampled from eval_pairs, 0 means all
-    bootstrap_samples: int = 1000  # resamples for the confidence intervals
     genrm_prompt: str = 'compact'  # judge instructions of chapter 05: compact, or mt-bench as in the GenRM paper
     judge_train_pairs: int = 16  # most training pairs the judges of chapter 05 learn from, 0 means all
     # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 means all

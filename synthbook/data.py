@@ -13,7 +13,8 @@ from .core import Config
 # %% auto #0
 __all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages', 'text_of', 'check_prompt',
            'check_pair', 'read_jsonl', 'write_jsonl', 'to_dataset', 'from_dataset', 'asset_path', 'unit_hash',
-           'sample_rows', 'load_prompts', 'load_prompts_from', 'split_rows', 'load_pairs']
+           'sample_rows', 'load_prompts', 'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split',
+           'load_pairs']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):
@@ -166,6 +167,37 @@ def split_rows(rows:list[dict], heldout_fraction:float=0.25, seed:int=0, key:str
     if not 0 <= heldout_fraction < 1: raise DataError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
     held = [unit_hash(text_of(r[key]), seed + 1) < heldout_fraction for r in rows]  # seed+1: independent of sampling
     return [r for r, h in zip(rows, held) if not h], [r for r, h in zip(rows, held) if h]
+
+# %% ../nbs/01_data.ipynb #f0029a72
+def sample_entities(rows:list[dict], n:int=0, seed:int=0) -> list[dict]:
+    "The rows of the `n` entities (all if `n` is 0) ranked first by a seeded hash of their `avoid` name."
+    entities = sorted({r['avoid'] for r in rows}, key=lambda e: unit_hash(e, seed))
+    if n > len(entities): raise DataError(f"asked for {n} Pink Elephant entities but the set has {len(entities)}")
+    keep = set(entities[:n] if n else entities)
+    return [r for r in rows if r['avoid'] in keep]
+
+# %% ../nbs/01_data.ipynb #17c666cc
+def entity_split(rows:list[dict],  # Pink Elephant rows, several prompts per `avoid` entity
+                 heldout_fraction:float=0.25,  # share of entities that no training prompt names
+                 seen_fraction:float=0.5,  # share of the other entities that hold one prompt out
+                 seed:int=0) -> dict[str, list[dict]]:
+    "Pink Elephant rows by entity: `train`, `seen` (new prompts about trained entities) and `unseen` (new entities)."
+    if not 0 <= seen_fraction <= 1: raise DataError(f"seen_entity_heldout must be in [0, 1], got {seen_fraction}")
+    by_entity = {}
+    for r in rows: by_entity.setdefault(r['avoid'], []).append(r)
+    ranked = sorted(by_entity, key=lambda e: unit_hash(e, seed + 2))  # seed+2: independent of sampling and prompts
+    n_unseen = round(heldout_fraction * len(ranked))
+    trained = [e for e in ranked[n_unseen:] if len(by_entity[e]) > 1]
+    lends = set(trained[:round(seen_fraction * len(trained))])
+    out = {'train': [], 'seen': [], 'unseen': []}
+    for entity in by_entity:
+        entity_rows = sorted(by_entity[entity], key=lambda r: unit_hash(r['prompt'], seed + 1))
+        if entity in ranked[:n_unseen]: out['unseen'] += entity_rows
+        elif entity in lends:
+            out['train'] += entity_rows[:-1]
+            out['seen'].append(entity_rows[-1])
+        else: out['train'] += entity_rows
+    return out
 
 # %% ../nbs/01_data.ipynb #eee78d9a
 PAIR_SETS = {'synthbook:judge-check': 'judge_check.jsonl'}

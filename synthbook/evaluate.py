@@ -14,11 +14,11 @@ from .feedback import Judge, judge_both_orders, mentions_avoided, principle_of, 
 from .generate import LoopBackend, as_messages
 from .genrm import credit
 from .dpo import save_figure
-from .reward import accuracy_row
+from .reward import accuracy_row, wilson_interval
 
 # %% auto #0
-__all__ = ['REPORT_SECTIONS', 'before_after', 'win_rate_row', 'mcnemar_exact', 'mention_row', 'length_row', 'ci_plot', 'md_table',
-           'write_report']
+__all__ = ['REPORT_SECTIONS', 'before_after', 'sign_test', 'win_rate_row', 'mcnemar_exact', 'mention_row', 'distinct_n',
+           'length_row', 'ci_plot', 'md_table', 'write_report']
 
 # %% ../nbs/07_evaluate.ipynb #9e857f8f
 def before_after(policy, tokenizer,
@@ -31,49 +31,68 @@ def before_after(policy, tokenizer,
     with policy.disable_adapter(): base = answer()
     return base, answer()
 
+# %% ../nbs/07_evaluate.ipynb #60dfb80f
+def sign_test(k:int, m:int) -> float:
+    "Two-sided exact sign test: the chance of a split at least as uneven as `k` to `m` if each side were a coin flip."
+    n = k + m
+    if n == 0: return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(k, m) + 1)) / 2**n)
+
 # %% ../nbs/07_evaluate.ipynb #47c324a7
 def win_rate_row(by:Judge,  # the judge
                  prompts:list,  # prompts or conversations, as the judge should see them
                  new:list[str],  # responses of the trained policy
                  old:list[str],  # responses of the base policy, same order
-                 tie_margin:float=0.02, n_boot:int=1000, seed:int=0, **extra) -> dict:
-    ("The win rate of `new` over `old` judged `by` a judge in both orders, "
-     "with a bootstrap interval, ties, and position bias.")
+                 tie_margin:float=0.02, **extra) -> dict:
+    ("The win rate of `new` over `old` judged `by` a judge in both orders (a tie counts half), with its Wilson "
+     "interval, wins, ties and losses, the exact sign test on the decided comparisons, and position bias.")
     if not prompts: raise DataError("no prompts to compare the policies on")
     res = judge_both_orders(by, list(zip(prompts, new, old)), tie_margin)
-    acc = accuracy_row([credit(r['label']) for r in res], n_boot, seed)
+    acc = accuracy_row([credit(r['label']) for r in res])
     labels = [r['label'] for r in res]
+    wins, losses = labels.count('a'), labels.count('b')
     return extra | {'n': acc['n'], 'win rate': acc['accuracy'], 'ci low': acc['ci low'], 'ci high': acc['ci high'],
-                    'wins': labels.count('a'), 'ties': labels.count('tie') + labels.count(None),
-                    'losses': labels.count('b'), 'identical': sum(a == b for a, b in zip(new, old)),
+                    'wins': wins, 'ties': labels.count('tie') + labels.count(None), 'losses': losses,
+                    'p (sign test)': round(sign_test(wins, losses), 4),
+                    'identical': sum(a == b for a, b in zip(new, old)),
                     'position bias': round(float(np.mean([r['same_position'] is True for r in res])), 3)}
 
 # %% ../nbs/07_evaluate.ipynb #6e3bd76a
 def mcnemar_exact(only_before:int, only_after:int) -> float:
-    "Two-sided exact McNemar p-value: `only_before` and `only_after` count the discordant pairs."
-    n, k = only_before + only_after, min(only_before, only_after)
-    if n == 0: return 1.0
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    "Two-sided exact McNemar p-value: the sign test on the discordant pairs, counted by `only_before` and `only_after`."
+    return sign_test(only_before, only_after)
 
 def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid_aliases`)
                 before:list[str], after:list[str], **extra) -> dict:
-    "Mention rate of the avoided entity before and after, the discordant counts and the exact McNemar p-value."
+    ("Mention rate of the avoided entity before and after (Wilson interval on after), its relative change, the "
+     "discordant counts and the exact McNemar p-value.")
     if not rows: raise DataError("no Pink Elephant rows to measure")
     b = [mentions_avoided(x, r) > 0 for x, r in zip(before, rows, strict=True)]
     a = [mentions_avoided(x, r) > 0 for x, r in zip(after, rows, strict=True)]
     only_b, only_a = sum(x and not y for x, y in zip(b, a)), sum(y and not x for x, y in zip(b, a))
+    lo, hi = wilson_interval(sum(a), len(a))
     return extra | {'n': len(rows), 'before': round(float(np.mean(b)), 3), 'after': round(float(np.mean(a)), 3),
+                    'after ci low': round(lo, 3), 'after ci high': round(hi, 3),
+                    'relative change': round((np.mean(a) - np.mean(b)) / np.mean(b), 3) if any(b) else None,
                     'stopped mentioning': only_b, 'started mentioning': only_a,
                     'p (McNemar)': round(mcnemar_exact(only_b, only_a), 4)}
 
+# %% ../nbs/07_evaluate.ipynb #95142c20
+def distinct_n(texts:list[str], n:int=2) -> float:
+    "Distinct word `n`-grams over all `n`-grams of `texts` (Li et al. 2016, arXiv 1510.03055); low is repetitive."
+    grams = [tuple(w[i:i + n]) for w in (t.lower().split() for t in texts) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
 # %% ../nbs/07_evaluate.ipynb #26e8691b
 def length_row(before:list[str], after:list[str], **extra) -> dict:
-    "Mean words before and after, and the shares of prompts where the policy's response is longer or shorter."
+    ("Mean words before and after, the shares of prompts where the policy's response is longer or shorter, and "
+     "the signs of degeneration: empty responses and distinct-2.")
     b, a = np.array([word_count(x) for x in before]), np.array([word_count(x) for x in after])
     if len(b) == 0: raise DataError("no responses to measure")
     return extra | {'n': len(b), 'words before': round(float(b.mean()), 1), 'words after': round(float(a.mean()), 1),
                     'longer after': round(float((a > b).mean()), 3), 'shorter after': round(float((a < b).mean()), 3),
-                    'empty after': int((a == 0).sum())}
+                    'empty before': int((b == 0).sum()), 'empty after': int((a == 0).sum()),
+                    'distinct-2 before': round(distinct_n(before), 3), 'distinct-2 after': round(distinct_n(after), 3)}
 
 # %% ../nbs/07_evaluate.ipynb #cf2bab15
 def ci_plot(table:pd.DataFrame,  # rows with a value column and `ci low`, `ci high`
@@ -184,9 +203,9 @@ def _summary(d) -> list[dict]:
             if k in r['accuracy']:
                 rows.append({'step': f'04 reward model, {k.split("/")[0]} accuracy', 'result': ci(r['accuracy'][k])})
     if g:
-        best = max((x for x in g['comparison'] if x.get('set') == 'labelled' and x.get('accuracy') is not None),
-                   key=lambda x: x['accuracy'], default=None)
-        if best: rows.append({'step': '05 best judge on labelled pairs', 'result': f"{best['judge']}: {ci(best)}"})
+        for x in g['comparison']:  # every judge, none picked: choosing the best on these pairs would flatter it
+            if x.get('set') == 'labelled' and x.get('accuracy') is not None:
+                rows.append({'step': f"05 {x['judge']}, labelled pairs", 'result': ci(x)})
     if s: rows.append({'step': '06 DPO held-out implicit-reward accuracy',
                        'result': s.get('heldout', {}).get('rewards/accuracies')})
     if e:
@@ -194,7 +213,7 @@ def _summary(d) -> list[dict]:
             rows.append({'step': f"07 win rate over base, {w['judge']}, {w['set']}", 'result': ci(w, 'win rate')})
         for m in e['mention_rates']:
             rows.append({'step': f"07 mention rate, {m['set']}",
-                         'result': f"{m['before']:.3f} → {m['after']:.3f} (p = {m['p (McNemar)']})"})
+                         'result': f"{m['before']:.3f} → {m['after']:.3f} (n={m['n']}, p = {m['p (McNemar)']})"})
         for l in e['lengths']:
             rows.append({'step': f"07 words per response, {l['set']}",
                          'result': f"{l['words before']} → {l['words after']}"})

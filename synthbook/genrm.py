@@ -61,17 +61,17 @@ def credit(label:str|None) -> float:
      "1/2 for a tie or no verdict.")
     return {'a': 1.0, 'b': 0.0}.get(label, 0.5)
 
-def judge_row(results:list[dict], seconds:float, n_boot:int=1000, seed:int=0, parse_failures:float=math.nan,
+def judge_row(results:list[dict], seconds:float, parse_failures:float=math.nan,
               **extra) -> dict:
     "One table row for a judge on one set, from `judge_both_orders` results on (prompt, chosen, rejected) items."
     if not results: raise DataError("no comparisons to measure the judge on")
-    row = accuracy_row([credit(r['label']) for r in results], n_boot, seed, **extra)
+    row = accuracy_row([credit(r['label']) for r in results], **extra)
     return row | {'ties': round(np.mean([r['label'] == 'tie' for r in results]), 3),
                   'position bias': round(np.mean([r['same_position'] is True for r in results]), 3),
                   'parse failures': round(parse_failures, 3),
                   's / 100 judgments': round(100 * seconds / (2 * len(results)), 2)}
 
-def evaluate_judge(judge:Judge, sets:dict, tie_margin:float=0.02, n_boot:int=1000, seed:int=0) -> list[dict]:
+def evaluate_judge(judge:Judge, sets:dict, tie_margin:float=0.02) -> list[dict]:
     "`judge_row` for `judge` on each named set of pairs."
     rows = []
     for name, pairs in sets.items():
@@ -82,7 +82,7 @@ def evaluate_judge(judge:Judge, sets:dict, tie_margin:float=0.02, n_boot:int=100
         secs = time.perf_counter() - t0
         c = getattr(judge, 'counts', None)  # only judges that write keep counts
         pf = (c['unwritten'] - before['unwritten']) / max(c['samples'] - before['samples'], 1) if c else math.nan
-        rows.append(judge_row(res, secs, n_boot, seed, pf, judge=judge.name, set=name))
+        rows.append(judge_row(res, secs, pf, judge=judge.name, set=name))
     return rows
 
 # %% ../nbs/05_generative_reward_models.ipynb #892b6491

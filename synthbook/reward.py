@@ -15,9 +15,10 @@ from .feedback import METHOD_NOTES, Judge, Scorer, verdict_of
 from .generate import as_messages
 
 # %% auto #0
-__all__ = ['as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like', 'RewardScorer',
-           'RewardJudge', 'bootstrap_ci', 'margins', 'longer_wins', 'accuracy_row', 'evaluate_reward_model',
-           'trains_in_bf16', 'unwrap_autocast', 'train_reward_model', 'save_reward_model', 'load_reward_model']
+__all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like',
+           'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row',
+           'evaluate_reward_model', 'trains_in_bf16', 'unwrap_autocast', 'train_reward_model', 'save_reward_model',
+           'load_reward_model']
 
 # %% ../nbs/04_reward_model.ipynb #690a8800
 def as_conversation(pair:dict) -> dict:
@@ -88,14 +89,18 @@ class RewardJudge(Judge):
         s = self.scorer.score_many([(p, x) for p, a, b in items for x in (a, b)])
         return [(verdict_of(pa), pa) for pa in (1 / (1 + math.exp(s[2 * i + 1] - s[2 * i])) for i in range(len(items)))]
 
-# %% ../nbs/04_reward_model.ipynb #8071c596
-def bootstrap_ci(correct, n:int=1000, seed:int=0, level:float=0.95) -> tuple[float, float]:
-    "Percentile bootstrap interval for the mean of `correct` (0/1 or fractional scores)."
-    x = np.asarray(correct, dtype=float)
-    if len(x) == 0: raise ValueError("no values to bootstrap")
-    means = np.random.default_rng(seed).choice(x, (n, len(x)), replace=True).mean(1)
-    return tuple(float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+# %% ../nbs/04_reward_model.ipynb #57275a3a
+def wilson_interval(successes:float,  # items right; a tie may count 0.5
+                    n:int,  # items
+                    z:float=1.96,  # normal quantile, 1.96 for 95%
+                   ) -> tuple[float, float]:
+    "The Wilson score interval for a proportion `successes / n`."
+    if n <= 0: raise ValueError("an interval needs at least one item")
+    p, z2 = successes / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
+# %% ../nbs/04_reward_model.ipynb #8071c596
 def margins(scorer:Scorer, pairs:list[dict]) -> np.ndarray:
     "r(chosen) - r(rejected) for each pair."
     s = scorer.score_many([(p['prompt'], text_of(p[side])) for p in pairs for side in ('chosen', 'rejected')])
@@ -106,25 +111,27 @@ def longer_wins(pairs:list[dict]) -> np.ndarray:
     d = np.array([len(text_of(p['chosen']).split()) - len(text_of(p['rejected']).split()) for p in pairs])
     return np.where(d > 0, 1.0, np.where(d == 0, 0.5, 0.0))
 
-def accuracy_row(correct, n_boot:int=1000, seed:int=0, **extra) -> dict:
-    "Accuracy, its bootstrap interval and n, as one table row."
-    lo, hi = bootstrap_ci(correct, n_boot, seed)
+SMALL_N = 10  # a rate over fewer items is flagged in its row: its interval is wide whatever the method
+
+def accuracy_row(correct, **extra) -> dict:
+    "Accuracy with its 95% Wilson interval and n, as one table row; a tie scored 0.5 counts as half right."
+    lo, hi = wilson_interval(float(np.sum(correct)), len(correct))
     return {**extra, 'n': len(correct), 'accuracy': round(float(np.mean(correct)), 3),
-            'ci low': round(lo, 3), 'ci high': round(hi, 3)}
+            'ci low': round(lo, 3), 'ci high': round(hi, 3), 'small n': len(correct) < SMALL_N}
 
 # %% ../nbs/04_reward_model.ipynb #1cace81c
-def evaluate_reward_model(scorer:Scorer, sets:dict, n_boot:int=1000, seed:int=0) -> tuple[pd.DataFrame, dict]:
+def evaluate_reward_model(scorer:Scorer, sets:dict) -> tuple[pd.DataFrame, dict]:
     "Accuracy with intervals on each named pair set (and per method where pairs have one), and the margins."
     import pandas as pd
     rows, ms = [], {}
     for name, pairs in sets.items():
         m = margins(scorer, pairs); ms[name] = m
-        rows.append(accuracy_row((m > 0).astype(float), n_boot, seed, set=name, method='all',
+        rows.append(accuracy_row((m > 0).astype(float), set=name, method='all',
                                  **{'longer wins': round(float(longer_wins(pairs).mean()), 3)}))
         methods = sorted({p.get('method') for p in pairs if p.get('method')})
         for meth in methods if len(methods) > 1 else []:
             sel = [i for i, p in enumerate(pairs) if p.get('method') == meth]
-            rows.append(accuracy_row((m[sel] > 0).astype(float), n_boot, seed, set=name, method=meth,
+            rows.append(accuracy_row((m[sel] > 0).astype(float), set=name, method=meth,
                                      **{'longer wins': round(float(longer_wins([pairs[i] for i in sel]).mean()), 3)}))
     return pd.DataFrame(rows).set_index(['set', 'method']), ms
 

@@ -62,7 +62,7 @@ def test_tiny_chain_writes_run_folder(run_cli, tmp_path):
     assert json.loads((out/'policy'/'synthbook_policy.json').read_text())['base_model'] == 'tiny-random'
     # chapter 07: win rates by both judges, mention rates and lengths, and a report with every chapter in it
     e = rec['metrics']['eval_stats']
-    assert len(e['win_rates']) == 4 and len(e['mention_rates']) == 2 and len(e['lengths']) == 3
+    assert len(e['win_rates']) == 4 and len(e['mention_rates']) == 4 and len(e['lengths']) == 5
     assert len(read_jsonl(out/'eval_responses.jsonl', kind=None)) == sum(e['prompts'].values())
     report = (out/'report.md').read_text()
     assert '_Not run' not in report and '## What each step bought' in report and '| 00_core | ok |' in report

@@ -25,7 +25,7 @@ def test_mcnemar_exact_against_hand_values():
 def test_win_rate_counts_both_orders_and_unreadable_as_ties():
     j = Table({('good', 'bad'): 'A', ('bad', 'good'): 'B',  # consistent: the new response wins
                ('x', 'y'): 'A', ('y', 'x'): 'A'})  # position-biased: a tie
-    row = win_rate_row(j, ['p1', 'p2', 'p3'], ['good', 'x', 'q'], ['bad', 'y', 'r'], n_boot=200, judge='t')
+    row = win_rate_row(j, ['p1', 'p2', 'p3'], ['good', 'x', 'q'], ['bad', 'y', 'r'], judge='t')
     assert (row['wins'], row['ties'], row['losses'], row['n']) == (1, 2, 0, 3)
     assert row['win rate'] == pytest.approx(2 / 3, abs=1e-3) and row['position bias'] == pytest.approx(1 / 3, abs=1e-3)
     assert row['judge'] == 't' and row['ci low'] <= row['win rate'] <= row['ci high']

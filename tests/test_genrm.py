@@ -27,9 +27,9 @@ class Fixed(Judge):
         return [(v, 1.0 if v == 'A' else 0.0) for v in vs]
 
 def test_evaluation_counts_position_bias_and_credits_ties_half():
-    right = evaluate_judge(Fixed('A', 'B'), {'s': PAIRS}, n_boot=100)[0]  # follows the right answer in both orders
-    biased = evaluate_judge(Fixed('A', 'A'), {'s': PAIRS}, n_boot=100)[0]  # always the first position
-    wrong = evaluate_judge(Fixed('B', 'A'), {'s': PAIRS}, n_boot=100)[0]
+    right = evaluate_judge(Fixed('A', 'B'), {'s': PAIRS})[0]  # follows the right answer in both orders
+    biased = evaluate_judge(Fixed('A', 'A'), {'s': PAIRS})[0]  # always the first position
+    wrong = evaluate_judge(Fixed('B', 'A'), {'s': PAIRS})[0]
     assert (right['accuracy'], right['position bias'], right['ties']) == (1.0, 0.0, 0.0)
     assert (biased['accuracy'], biased['position bias'], biased['ties']) == (0.5, 1.0, 1.0)
     assert wrong['accuracy'] == 0.0 and np.isnan(right['parse failures'])

@@ -6,16 +6,20 @@ from synthbook.core import TINY_MODEL, ModelError, load_model
 from synthbook.data import DataError, load_pairs
 from synthbook.feedback import make_pair
 from synthbook.reward import (reward_model, train_reward_model, save_reward_model, load_reward_model, RewardScorer,
-                              RewardJudge, bootstrap_ci, longer_wins, pairs_of, margins)
+                              RewardJudge, wilson_interval, accuracy_row, longer_wins, pairs_of, margins)
 
 PAIRS = [make_pair({'prompt': f'Question {i}?'}, f'A careful correct answer {i}.', f'Wrong {i}.', 'almost', split='train')
          for i in range(8)]
 
-def test_bootstrap_interval_covers_the_mean_and_narrows_with_n():
-    small, big = bootstrap_ci([1, 0, 1, 1] * 5, seed=1), bootstrap_ci([1, 0, 1, 1] * 50, seed=1)
+def test_wilson_interval_covers_the_mean_narrows_with_n_and_holds_at_small_n():
+    small, big = wilson_interval(15, 20), wilson_interval(150, 200)
     assert small[0] <= 0.75 <= small[1] and big[0] <= 0.75 <= big[1]
     assert big[1] - big[0] < small[1] - small[0]
-    with pytest.raises(ValueError): bootstrap_ci([])
+    assert wilson_interval(3, 3)[0] < 0.5 and wilson_interval(3, 3)[1] == 1.0  # three of three is not certainty
+    # against a textbook value (Wilson 1927; Newcombe 1998, table I: 81 of 263 gives 0.2553 to 0.3662)
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    with pytest.raises(ValueError): wilson_interval(0, 0)
+    assert accuracy_row([1, 0.5, 0])['small n'] and accuracy_row([1, 0.5, 0])['accuracy'] == 0.5
 
 def test_pairs_of_names_unknown_methods():
     with pytest.raises(DataError, match="unknown pair method 'dfp'"): pairs_of(PAIRS, ['dfp'], 'x.jsonl')

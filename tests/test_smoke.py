@@ -2,15 +2,24 @@ import json, re
 import pytest
 from synthbook.data import read_jsonl
 
+# The smoke recipe at about half its work, so that `make test` keeps inside CI's time: every stage and every method still
+# runs on the real model, on fewer prompts, pairs and tokens (`make smoke` runs it at full size)
+SMALLER = dict(n_prompts=16, pink_elephant_entities=16, n_samples=2, max_new_tokens=32, judge_train_pairs=8,
+               judge_eval_pairs=6, n_eval_pairs=12, dpo_train_pairs=8)
+
 @pytest.mark.slow
 def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
-    "The README's main job: recipes/smoke.yaml, bundled SmolLM2 on CPU, offline."
-    r = run_cli('run', 'recipes/smoke.yaml', '--run-dir', tmp_path, env={'HF_HUB_OFFLINE': '1'})
+    "The README's main job, smaller: recipes/smoke.yaml, bundled SmolLM2 on CPU, offline."
+    sets = [a for k, v in SMALLER.items() for a in ('--set', f'{k}={v}')]
+    r = run_cli('run', 'recipes/smoke.yaml', *sets, '--run-dir', tmp_path, env={'HF_HUB_OFFLINE': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
+    check_smoke_run(tmp_path)
+
+def check_smoke_run(tmp_path):
     rec = json.loads((tmp_path/'run.json').read_text())
     assert rec['status'] == 'ok' and rec['parameters']['model'] == 'smollm2-135m-instruct'
     gens = read_jsonl(tmp_path/'generations.jsonl', kind=None)
-    assert len(gens) == 48 * rec['parameters']['n_samples']
+    assert len(gens) == rec['parameters']['n_prompts'] * rec['parameters']['n_samples']
     # a real instruct model answers in English words; a random one emits token soup
     words = [w for g in gens for w in re.findall(r"[A-Za-z]+", g['response'])]
     common = {'the', 'a', 'to', 'and', 'of', 'is', 'in', 'you', 'it', 'for'}
@@ -25,10 +34,12 @@ def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
     assert set(qa) == {'almost', 'rlaif', 'west_of_n', 'dpf'} and all(q['pairs out'] > 0 for q in qa.values())
     assert qa['dpf']['mention chosen'] == 0 and qa['dpf']['mention rejected'] == 1
     rates = rec['metrics']['feedback_stats']['pink_elephant_mention_rate']
-    assert rates['without the instruction'] > 0.3  # the Pink Elephant problem is there to fix
+    # the Pink Elephant problem is there to fix: told not to, the model names the entity anyway (0.56 of all 336
+    # prompts at 64 tokens, greedy)
+    assert rates['with the instruction'] > 0.25
     rm = rec['metrics']['reward_stats']
     assert rm['train_pairs'] + rm['too_long'] == rec['metrics']['feedback_stats']['pairs_train']
-    assert rm['accuracy']['labelled/all']['n'] == 40
+    assert rm['accuracy']['labelled/all']['n'] == (rec['parameters']['n_eval_pairs'] or 40)
     # chapter 05 on the real model: every judge measured on the same pairs, the trained ones included
     g = rec['metrics']['genrm_stats']
     rows = {(r['judge'], r['set']): r for r in g['comparison']}
@@ -44,10 +55,12 @@ def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
     # chapter 07: before and after on held-out prompts, in the stats and in the report
     e = rec['metrics']['eval_stats']
     assert {(w['judge'].split(' ')[0], w['set']) for w in e['win_rates']} == {
-        (j, s) for j in ('reward', 'genrm') for s in ('held-out prompts', 'Pink Elephant, instructed')}
+        (j, s) for j in ('reward', 'genrm') for s in ('held-out prompts', 'Pink Elephant, unseen entities, instructed')}
     assert all(0 <= w['ci low'] <= w['win rate'] <= w['ci high'] <= 1 for w in e['win_rates'])
-    assert all(m['n'] == len(read_jsonl(tmp_path/'pink_elephants_heldout.jsonl', kind='prompts')) for m in e['mention_rates'])
+    held = {'unseen': len(read_jsonl(tmp_path/'pink_elephants_heldout.jsonl', kind='prompts')),
+            'seen': len(read_jsonl(tmp_path/'pink_elephants_seen.jsonl', kind='prompts'))}
+    assert sorted(m['n'] for m in e['mention_rates']) == sorted([held['unseen'], held['seen']] * 2) and min(held.values()) > 0
     assert all(l['words before'] > 5 for l in e['lengths'])  # the base model answers in sentences
     report = (tmp_path/'report.md').read_text()
-    assert '_Not run' not in report and '07 mention rate, Pink Elephant, instructed' in report and '→' in report
+    assert '_Not run' not in report and '07 mention rate, Pink Elephant, unseen entities, instructed' in report and '→' in report
     assert all((tmp_path/'figures'/f'{f}.png').exists() for f in ('reward_accuracy', 'judge_accuracy', 'win_rates', 'mention_rates'))
