@@ -103,6 +103,7 @@ class Config:
     dpo_train_pairs: int = 32  # most training pairs the policy learns from, 0 means all
     dpo_beta: float = 0.1  # strength of the pull back to the reference policy
     dpo_loss_type: str = 'sigmoid'  # TRL loss: sigmoid is DPO, ipo, hinge, robust and others
+    dpo_sft_weight: float = 0.0  # weight of an SFT loss on the chosen responses next to DPO's, 0 means plain DPO
     dpo_epochs: int = 1  # passes over the policy's training pairs
     dpo_learning_rate: float = 2e-4  # peak learning rate of the policy's LoRA adapters
     global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps

@@ -83,10 +83,12 @@ def dpo_args(cfg:Config, out:Path, model, processes:int|None=None, progress:bool
     # TRL 1.16 caches precomputed reference log-probabilities of an in-memory dataset in a per-process temporary folder
     # and hands rank 0's path to every rank, so on several processes the reference is computed at each step instead
     precompute = cfg.precompute_ref_log_probs and plan['processes'] == 1
-    return DPOConfig(output_dir=str(out), beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss_type],
-                     learning_rate=cfg.dpo_learning_rate, num_train_epochs=cfg.dpo_epochs,
-                     per_device_train_batch_size=plan['per device'], per_device_eval_batch_size=plan['per device'],
-                     gradient_accumulation_steps=plan['accumulation'],
+    # an SFT term on the chosen side is one more TRL loss with its weight (TRL 1.16 has no `rpo_alpha`)
+    losses = {cfg.dpo_loss_type: 1.0} | ({'sft': cfg.dpo_sft_weight} if cfg.dpo_sft_weight else {})
+    return DPOConfig(output_dir=str(out), beta=cfg.dpo_beta, loss_type=list(losses),
+                     loss_weights=list(losses.values()), learning_rate=cfg.dpo_learning_rate,
+                     num_train_epochs=cfg.dpo_epochs, per_device_train_batch_size=plan['per device'],
+                     per_device_eval_batch_size=plan['per device'], gradient_accumulation_steps=plan['accumulation'],
                      max_length=cfg.max_length, gradient_checkpointing=cfg.gradient_checkpointing, optim=cfg.optim,
                      precompute_ref_log_probs=precompute, precompute_ref_batch_size=8 * plan['per device'],
                      bf16=trains_in_bf16(model), logging_steps=1, report_to='none', seed=cfg.seed, data_seed=cfg.seed,

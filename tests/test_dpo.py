@@ -105,3 +105,11 @@ def test_lean_logprob_folds_equal_trl_folds():
     assert all(torch.allclose(a.float(), b.float(), atol=1e-4) for a, b in zip(o1, o2)) and o1[3].sum() >= 10
     assert torch.allclose(g1.float(), g2.float(), atol=1e-2)
     assert fast_cpu_logprobs()  # idempotent
+
+def test_sft_term_is_a_second_trl_loss_with_its_weight(tmp_path):
+    from dataclasses import replace
+    cfg = tiny(run_dir=str(tmp_path))
+    model, _ = policy_model(cfg)
+    plain, mixed = dpo_args(cfg, tmp_path, model), dpo_args(replace(cfg, dpo_sft_weight=1.0), tmp_path, model)
+    assert (plain.loss_type, plain.loss_weights) == (['sigmoid'], [1.0])
+    assert (mixed.loss_type, mixed.loss_weights) == (['sigmoid', 'sft'], [1.0, 1.0])
