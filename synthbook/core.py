@@ -1,4 +1,4 @@
-"""The config every chapter shares, and one call that turns a model spec into a loaded model and tokenizer, offline on a laptop or 4-bit on a GPU.
+"""The shared config, and one call that loads a model spec offline on a laptop or in 4-bit on a GPU.
 
 Docs: https://synthbook.github.io/synthbook/core.html.md"""
 

@@ -1,4 +1,4 @@
-"""The preference-pair schema every chapter reads and writes, JSONL and `datasets` I/O that fails by row number, and the prompt sets that feed generation.
+"""The preference-pair schema, JSONL and `datasets` I/O that fails by row number, and the prompt sets.
 
 Docs: https://synthbook.github.io/synthbook/data.html.md"""
 

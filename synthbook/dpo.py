@@ -1,4 +1,4 @@
-"""Direct Preference Optimization with TRL's `DPOTrainer` on chapter 03's pairs: LoRA on a CPU, QLoRA (4-bit NF4) on one GPU, with the global batch, the memory and the training curves on record.
+"""DPO with TRL's `DPOTrainer` on chapter 03's pairs: LoRA on a CPU, QLoRA on one GPU, memory and curves on record.
 
 Docs: https://synthbook.github.io/synthbook/dpo.html.md"""
 

@@ -1,4 +1,4 @@
-"""The base policy against the DPO policy on prompts neither saw: win rates from the reward model and a GenRM judge with intervals, the Pink Elephant mention rate, response length, and one report per run that reads without Jupyter.
+"""The base policy against the DPO policy on unseen prompts: judge win rates, Pink Elephant mentions, length.
 
 Docs: https://synthbook.github.io/synthbook/evaluate.html.md"""
 

@@ -1,4 +1,4 @@
-"""Model contrasts (ALMoST), AI-judge labels (RLAIF), West-of-N and Direct Principle Feedback, each built on the generation backend and each with its data quality measured.
+"""Preference pairs from model contrasts (ALMoST), AI judges, West-of-N and Direct Principle Feedback.
 
 Docs: https://synthbook.github.io/synthbook/synthetic_feedback.html.md"""
 

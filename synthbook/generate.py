@@ -1,4 +1,4 @@
-"""One small interface for turning prompts into responses, with a `transformers` backend for CPUs and small GPUs and a vLLM backend chosen automatically on CUDA.
+"""One interface from prompts to responses: `transformers` on CPUs and small GPUs, vLLM chosen on CUDA.
 
 Docs: https://synthbook.github.io/synthbook/generate.html.md"""
 

@@ -1,4 +1,4 @@
-"""Zero-shot LLM-as-a-judge, GenRM, CoT-GenRM with majority voting, STaR rationalization and STaR-DPO, built on TRL's `SFTTrainer` and `DPOTrainer` and compared with chapter 04's Bradley-Terry model on the same held-out pairs.
+"""LLM-as-a-judge, GenRM, CoT-GenRM, STaR and STaR-DPO on TRL's trainers, next to chapter 04's reward model.
 
 Docs: https://synthbook.github.io/synthbook/generative_reward_models.html.md"""
 

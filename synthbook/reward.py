@@ -1,4 +1,4 @@
-"""Train a scalar reward model on chapter 03's pairs with TRL's `RewardTrainer`, keep its score head through save and reload, and measure it on held-out synthetic pairs and on labelled pairs it never saw.
+"""A Bradley-Terry reward model from TRL's `RewardTrainer`, measured on held-out synthetic and labelled pairs.
 
 Docs: https://synthbook.github.io/synthbook/reward_model.html.md"""
 

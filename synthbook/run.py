@@ -1,4 +1,4 @@
-"""`synthbook run recipes/smoke.yaml` executes the chapter notebooks in order with papermill, injecting the recipe's parameters, records what it did in `run.json`, skips what an earlier run finished, launches training on several processes, and sweeps parameter grids.
+"""`synthbook run recipe.yaml` runs the chapters with papermill, records `run.json`, resumes, and sweeps grids.
 
 Docs: https://synthbook.github.io/synthbook/scale.html.md"""
 
