@@ -80,8 +80,9 @@ class Config:
     # synthetic-pair methods the reward model trains on
     rm_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
     rm_epochs: int = 2  # passes over the training pairs
-    rm_learning_rate: float = 1e-4  # peak AdamW learning rate of the adapters and score head
-    rm_batch_size: int = 8  # pairs per optimisation step
+    rm_learning_rate: float = 5e-4  # peak AdamW learning rate of the adapters and score head
+    rm_batch_size: int = 4  # pairs per optimisation step
+    rm_controls: list[str] = field(default_factory=lambda: ['dpf', 'almost'])  # methods each trained alone first
     max_length: int = 512  # tokens of prompt plus response; longer pairs are counted and left out
     eval_pairs: str = 'synthbook:judge-check'  # labelled pairs no judge trains on: shipped set or JSONL path
     n_eval_pairs: int = 0  # pairs sampled from eval_pairs, 0 means all

@@ -13,7 +13,7 @@ import numpy as np, torch
 from .core import Config, load_model, load_model_from, write_json
 from .data import DataError, sample_rows
 from .genrm import fast_cpu_logprobs
-from .reward import as_conversation, pairs_of, token_lengths, trains_in_bf16, unwrap_autocast
+from .reward import as_conversation, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
@@ -157,8 +157,9 @@ def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|
     if model.device.type == 'cpu': fast_cpu_logprobs()
     ds = lambda ps: Dataset.from_list([as_conversation(p) for p in ps])
     with mock.patch.dict(os.environ, TQDM_DISABLE='1'):  # TRL's bar for the one reference pass; training has its own
-        return DPOTrainer(model=model, args=args, train_dataset=ds(pairs),
-                          eval_dataset=ds(eval_pairs) if eval_pairs else None, processing_class=tokenizer)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=ds(pairs),
+                             eval_dataset=ds(eval_pairs) if eval_pairs else None, processing_class=tokenizer)
+    return quiet(trainer) if args.disable_tqdm else trainer
 
 def training_curve(log_history:list[dict]) -> pd.DataFrame:
     "TRL's per-step logs as a table: loss, implicit rewards, margin, accuracy."

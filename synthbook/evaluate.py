@@ -155,9 +155,13 @@ def _section_reward(d, r):
     import pandas as pd
     t = pd.DataFrame([{'set / method': k, **v} for k, v in r['accuracy'].items()]).set_index('set / method')
     _draw(ci_plot(t, 'accuracy', 'reward model accuracy (dashed: chance)'), d, 'reward_accuracy')
-    return '\n\n'.join([f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs, "
-                        f"{r['train_seconds']} s.",
-                        md_table(t), _figure(d, 'reward_accuracy', 'reward model accuracy')])
+    controls = r.get('controls') or []
+    return '\n\n'.join(x for x in [
+        controls and 'Positive controls, one model per method trained on that method alone, on its held-out pairs:',
+        controls and md_table(controls),
+        f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs, "
+        f"{r['train_seconds']} s.",
+        md_table(t), _figure(d, 'reward_accuracy', 'reward model accuracy')] if x)
 
 def _section_genrm(d, g):
     if not g: return None
@@ -199,6 +203,9 @@ def _summary(d) -> list[dict]:
     if f: rows.append({'step': '03 synthetic pairs',
                        'result': f"{f['pairs_train']} train, {f['pairs_heldout']} held out"})
     if r:
+        for x in r.get('controls', []):
+            rows.append({'step': f"04 positive control, {x['method']} alone, held-out accuracy",
+                         'result': ci(x) + f" (untrained {x['untrained']:.3f})"})
         for k in ('held-out synthetic/all', 'labelled/all'):
             if k in r['accuracy']:
                 rows.append({'step': f'04 reward model, {k.split("/")[0]} accuracy', 'result': ci(r['accuracy'][k])})

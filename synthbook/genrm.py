@@ -14,7 +14,7 @@ from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
 from .generate import Backend, LoopBackend, as_messages
-from .reward import accuracy_row, trains_in_bf16, unwrap_autocast
+from .reward import accuracy_row, quiet, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
@@ -196,6 +196,7 @@ def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     from datasets import Dataset
     if model.device.type == 'cpu': fast_cpu_logprobs()
     trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    if args.disable_tqdm: quiet(trainer)
     trainer.train()
     unwrap_autocast(model).eval()
     return trainer

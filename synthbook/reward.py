@@ -17,8 +17,8 @@ from .generate import as_messages
 # %% auto #0
 __all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like',
            'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row',
-           'evaluate_reward_model', 'trains_in_bf16', 'unwrap_autocast', 'train_reward_model', 'save_reward_model',
-           'load_reward_model']
+           'evaluate_reward_model', 'trains_in_bf16', 'quiet', 'unwrap_autocast', 'train_reward_model',
+           'positive_control', 'save_reward_model', 'load_reward_model']
 
 # %% ../nbs/04_reward_model.ipynb #690a8800
 def as_conversation(pair:dict) -> dict:
@@ -141,6 +141,13 @@ def trains_in_bf16(model) -> bool:
     return (next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16
             or getattr(model, 'is_loaded_in_4bit', False))
 
+def quiet(trainer):
+    ("Take off the callback that prints every log line when progress bars are off (the logs stay in "
+     "`trainer.state.log_history`); returns the trainer.")
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
 # %% ../nbs/04_reward_model.ipynb #a6280060
 def unwrap_autocast(model):
     "Remove the mixed-precision wrapper accelerate leaves on a trained model's `forward`; returns the model."
@@ -162,9 +169,23 @@ def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=
     trainer = RewardTrainer(model=model, args=args,
                             train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
                             processing_class=tokenizer)
+    if not progress: quiet(trainer)
     trainer.train()
     unwrap_autocast(model)
     return trainer
+
+# %% ../nbs/04_reward_model.ipynb #202006da
+def positive_control(cfg:Config, method:str, train:list[dict], heldout:list[dict]) -> dict:
+    "A fresh reward model trained on `method`'s pairs alone, scored on its held-out pairs before and after: one row."
+    tr, ho = pairs_of(train, [method], 'training pairs'), pairs_of(heldout, [method], 'held-out pairs')
+    model, tok = reward_model_from(cfg)
+    scorer = RewardScorer(model, tok)
+    untrained = float(np.mean(margins(scorer, ho) > 0))
+    train_reward_model(model, tok, tr, cfg.out/'reward_controls'/method, cfg.rm_epochs, cfg.rm_learning_rate,
+                       cfg.rm_batch_size, cfg.seed, progress=False)
+    extra = {'train pairs': len(tr), 'untrained': round(untrained, 3),
+             'longer wins': round(float(longer_wins(ho).mean()), 3)}
+    return accuracy_row((margins(scorer, ho) > 0).astype(float), method=method, **extra)
 
 # %% ../nbs/04_reward_model.ipynb #94f3ae85
 def save_reward_model(model, tokenizer, path:Path, spec:str) -> Path:

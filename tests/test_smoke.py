@@ -40,6 +40,10 @@ def check_smoke_run(tmp_path):
     rm = rec['metrics']['reward_stats']
     assert rm['train_pairs'] + rm['too_long'] == rec['metrics']['feedback_stats']['pairs_train']
     assert rm['accuracy']['labelled/all']['n'] == (rec['parameters']['n_eval_pairs'] or 40)
+    controls = {c['method']: c for c in rm['controls']}
+    assert 'dpf' in controls and set(controls) <= {'dpf', 'almost'}
+    assert controls['dpf']['train pairs'] == qa['dpf']['pairs out'] - controls['dpf']['n']
+    assert controls['dpf']['n'] == rm['accuracy']['held-out synthetic/dpf']['n']
     # chapter 05 on the real model: every judge measured on the same pairs, the trained ones included
     g = rec['metrics']['genrm_stats']
     rows = {(r['judge'], r['set']): r for r in g['comparison']}
@@ -62,5 +66,6 @@ def check_smoke_run(tmp_path):
     assert sorted(m['n'] for m in e['mention_rates']) == sorted([held['unseen'], held['seen']] * 2) and min(held.values()) > 0
     assert all(l['words before'] > 5 for l in e['lengths'])  # the base model answers in sentences
     report = (tmp_path/'report.md').read_text()
-    assert '_Not run' not in report and '07 mention rate, Pink Elephant, unseen entities, instructed' in report and '→' in report
+    assert '_Not run' not in report and '04 positive control, dpf alone' in report and '→' in report
+    assert '07 mention rate, Pink Elephant, unseen entities, instructed' in report
     assert all((tmp_path/'figures'/f'{f}.png').exists() for f in ('reward_accuracy', 'judge_accuracy', 'win_rates', 'mention_rates'))
