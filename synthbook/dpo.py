@@ -16,9 +16,9 @@ from .genrm import fast_cpu_logprobs
 from .reward import as_conversation, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
-__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
-           'save_policy', 'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve', 'train_policy',
-           'plot_training', 'save_figure']
+__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args',
+           'PeakMemory', 'save_policy', 'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve',
+           'train_policy', 'plot_training', 'save_figure']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -159,7 +159,7 @@ def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|
     with mock.patch.dict(os.environ, TQDM_DISABLE='1'):  # TRL's bar for the one reference pass; training has its own
         trainer = DPOTrainer(model=model, args=args, train_dataset=ds(pairs),
                              eval_dataset=ds(eval_pairs) if eval_pairs else None, processing_class=tokenizer)
-    return quiet(trainer) if args.disable_tqdm else trainer
+    return quiet(trainer)
 
 def training_curve(log_history:list[dict]) -> pd.DataFrame:
     "TRL's per-step logs as a table: loss, implicit rewards, margin, accuracy."

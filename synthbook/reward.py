@@ -15,8 +15,8 @@ from .feedback import METHOD_NOTES, Judge, Scorer, verdict_of
 from .generate import as_messages
 
 # %% auto #0
-__all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like',
-           'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row',
+__all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from',
+           'autocast_like', 'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row',
            'evaluate_reward_model', 'trains_in_bf16', 'quiet', 'unwrap_autocast', 'train_reward_model',
            'positive_control', 'save_reward_model', 'load_reward_model']
 
@@ -142,10 +142,10 @@ def trains_in_bf16(model) -> bool:
             or getattr(model, 'is_loaded_in_4bit', False))
 
 def quiet(trainer):
-    ("Take off the callback that prints every log line when progress bars are off (the logs stay in "
+    ("When progress bars are off, take off the callback that prints every log line instead (the logs stay in "
      "`trainer.state.log_history`); returns the trainer.")
     from transformers.trainer_callback import PrinterCallback
-    trainer.remove_callback(PrinterCallback)
+    if trainer.args.disable_tqdm: trainer.remove_callback(PrinterCallback)
     return trainer
 
 # %% ../nbs/04_reward_model.ipynb #a6280060
@@ -169,7 +169,7 @@ def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=
     trainer = RewardTrainer(model=model, args=args,
                             train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
                             processing_class=tokenizer)
-    if not progress: quiet(trainer)
+    quiet(trainer)
     trainer.train()
     unwrap_autocast(model)
     return trainer
