@@ -6,7 +6,8 @@ Docs: https://synthbook.github.io/synthbook/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1e95c8c7
 from __future__ import annotations
-import difflib, importlib.metadata, json, logging, os, platform, random, shutil, time, typing, warnings
+import difflib, functools, importlib.metadata, importlib.util, json, logging, os, platform, random, re, shutil, time
+import typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -20,8 +21,9 @@ warnings.filterwarnings('ignore', message='.*deprecated and will be removed in v
 logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
-__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'BF16_MIN_SPEEDUP', 'RecipeError', 'Config', 'suggest_key',
-           'project_root', 'load_recipe', 'error_of', 'seed_everything', 'package_versions', 'cache_dir',
+__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES',
+           'BF16_MIN_SPEEDUP', 'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types',
+           'load_recipe', 'error_of', 'check_machine', 'seed_everything', 'package_versions', 'cache_dir',
            'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError', 'bundled_gguf',
            'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
            'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'write_json']
@@ -61,6 +63,8 @@ class Config:
     heldout_fraction: float = 0.25  # share of prompts, and of Pink Elephant entities, never trained on
     pink_elephant_entities: int = 0  # entities drawn from the Pink Elephant set, 2 prompts each, 0 means all
     seen_entity_heldout: float = 0.5  # share of trained-on entities that hold one prompt out, for a test on them
+    # share of Pink Elephant entities kept out of training and of the tests, to choose settings on
+    validation_entities: float = 0.125
     backend: str = 'auto'  # generation backend: auto, transformers or vllm
     batch_size: int = 16  # prompts per generation batch
     max_new_tokens: int = 64  # new tokens per response
@@ -107,6 +111,10 @@ class Config:
     dpo_sft_weight: float = 0.0  # weight of an SFT loss on the chosen responses next to DPO's, 0 means plain DPO
     dpo_epochs: int = 1  # passes over the policy's training pairs
     dpo_learning_rate: float = 2e-4  # peak learning rate of the policy's LoRA adapters
+    dpo_control: bool = True  # first train a policy on DPF minimal pairs alone, the positive control of chapters 06-07
+    dpo_control_epochs: int = 3  # passes over the control's pairs
+    dpo_control_learning_rate: float = 5e-4  # chosen on the validation entities, never on the test sets
+    dpo_control_sft_weight: float = 1.0  # the control's SFT term on its chosen responses
     global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps
     device_batch_size: int = 1  # pairs per forward pass on one device: on a CPU 1 is as fast as 8 in half the memory
     gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
@@ -120,6 +128,8 @@ class Config:
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
         for f in fields(self): _check_type(f.name, getattr(self, f.name), hints[f.name])
+        for f in fields(self): _check_value(f.name, getattr(self, f.name))
+        _check_together(self)
 
     @classmethod
     def keys(cls) -> list[str]: return [f.name for f in fields(cls)]
@@ -179,6 +189,72 @@ def project_root(start:Path|None=None) -> Path:
         if (d/'pyproject.toml').exists() and (d/'nbs').is_dir(): return d
     return start
 
+# %% ../nbs/00_core.ipynb #d50a1a71
+PAIR_METHODS = ['almost', 'rlaif', 'west_of_n', 'dpf']
+CHAPTERS = [*DEFAULT_STAGES, '08_scale']
+# every number's allowed interval: [ ] include the end, ( ) exclude it, inf is no bound
+RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 1)',
+          'pink_elephant_entities': '[0, inf)', 'seen_entity_heldout': '[0, 1]', 'validation_entities': '[0, 1)',
+          'lora_r': '[1, inf)', 'lora_alpha': '[1, inf)', 'lora_dropout': '[0, 1)', 'batch_size': '[1, inf)',
+          'max_new_tokens': '[1, inf)', 'temperature': '[0, inf)',
+          'top_p': '(0, 1]', 'n_samples': '[1, inf)', 'contrast_demos': '[0, inf)', 'weak_temperature': '[0, inf)',
+          'filter_length_ratio': '(0, inf)', 'near_dup_threshold': '(0, 1]', 'judge_tie_margin': '[0, 0.5)',
+          'won_keep_fraction': '(0, 1]', 'revision_samples': '[0, inf)', 'rm_epochs': '[1, inf)',
+          'rm_learning_rate': '(0, inf)', 'rm_batch_size': '[1, inf)', 'max_length': '[16, inf)',
+          'n_eval_pairs': '[0, inf)', 'judge_train_pairs': '[0, inf)', 'judge_eval_pairs': '[0, inf)',
+          'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)', 'judge_batch_size': '[1, inf)',
+          'cot_samples': '[1, inf)', 'cot_max_new_tokens': '[1, inf)', 'cot_temperature': '[0, inf)',
+          'star_samples': '[1, inf)', 'star_iterations': '[1, inf)', 'star_dpo_beta': '(0, inf)',
+          'dpo_train_pairs': '[0, inf)', 'dpo_beta': '(0, inf)', 'dpo_sft_weight': '[0, inf)', 'dpo_epochs': '[1, inf)',
+          'dpo_learning_rate': '(0, inf)', 'dpo_control_epochs': '[1, inf)', 'dpo_control_learning_rate': '(0, inf)',
+          'dpo_control_sft_weight': '[0, inf)', 'global_batch_size': '[1, inf)', 'device_batch_size': '[1, inf)',
+          'checkpoint_steps': '[0, inf)', 'num_processes': '[1, inf)'}
+# every enumeration's allowed values; a list field takes any of them, each once
+CHOICES = {'dtype': ['auto', 'bfloat16', 'float16', 'float32'], 'device': ['auto', 'cpu', 'cuda'],
+           'backend': ['auto', 'transformers', 'vllm'], 'judge_readout': ['logits', 'text'],
+           'genrm_prompt': ['compact', 'mt-bench'], 'eval_judge': ['genrm', 'star_sft', 'star_dpo'],
+           'rm_methods': PAIR_METHODS, 'dpo_methods': PAIR_METHODS, 'rm_controls': PAIR_METHODS, 'stages': CHAPTERS}
+
+def in_interval(value:float, interval:str) -> bool:
+    "Whether `value` lies in `interval`, written as '[0, 1)'."
+    lo, hi = (float(x) for x in interval[1:-1].split(','))
+    return (lo <= value if interval[0] == '[' else lo < value) and (value <= hi if interval[-1] == ']' else value < hi)
+
+# %% ../nbs/00_core.ipynb #3c0d32f6
+@functools.cache  # Config checks it on every copy
+def trl_loss_types() -> list[str]:
+    "The DPO loss types the installed TRL knows, read from its trainer's source without importing it."
+    spec = importlib.util.find_spec('trl.trainer.dpo_trainer')
+    return sorted(set(re.findall(r'loss_type == "(\w+)"', Path(spec.origin).read_text()))) if spec else []
+
+# %% ../nbs/00_core.ipynb #0a637588
+def _check_value(key, value):
+    "Raise `RecipeError` unless `value` is in `key`'s range or among its choices."
+    if key in RANGES and not in_interval(value, RANGES[key]):
+        raise RecipeError(f"key {key!r} must be in {RANGES[key]}, got {value!r}")
+    allowed = CHOICES.get(key)
+    for v in (value if isinstance(value, list) else [value] if allowed else []):
+        if v not in allowed: raise RecipeError(f"key {key!r}: {v!r} is not one of {', '.join(allowed)}")
+    if isinstance(value, list) and len(set(value)) < len(value):
+        raise RecipeError(f"key {key!r} lists a value twice: {value!r}")
+
+def _check_together(cfg):
+    "Raise `RecipeError` where values that are each allowed do not fit together."
+    if cfg.heldout_fraction + cfg.validation_entities >= 1:
+        raise RecipeError(f"heldout_fraction + validation_entities must be below 1, got "
+                          f"{cfg.heldout_fraction} + {cfg.validation_entities}")
+    for key in ('stages', 'rm_methods', 'dpo_methods'):
+        if not getattr(cfg, key): raise RecipeError(f"key {key!r} must name at least one value")
+    per_step = min(cfg.device_batch_size, cfg.global_batch_size // cfg.num_processes) or 1
+    if cfg.global_batch_size % (per_step * cfg.num_processes):
+        raise RecipeError(f"global_batch_size={cfg.global_batch_size} does not split into num_processes="
+                          f"{cfg.num_processes} × device_batch_size={per_step}: choose a multiple of "
+                          f"{per_step * cfg.num_processes}")
+    losses = trl_loss_types()
+    if losses and cfg.dpo_loss_type not in losses:
+        raise RecipeError(f"key 'dpo_loss_type': {cfg.dpo_loss_type!r} is not one of the installed TRL's "
+                          f"{', '.join(losses)}")
+
 # %% ../nbs/00_core.ipynb #de2a9f1c
 def load_recipe(path:str|Path, **overrides) -> Config:
     "Read a recipe YAML into a `Config`; `overrides` (e.g. from the command line) win."
@@ -196,6 +272,20 @@ def error_of(f, *args, **kw) -> str|None:
     "The one-line message (`Type: text`) that `f(*args, **kw)` raises, or `None`."
     try: f(*args, **kw)
     except Exception as e: return f"{type(e).__name__}: {e}"
+
+# %% ../nbs/00_core.ipynb #3eb7864e
+def check_machine(cfg:Config):
+    "Raise `RecipeError` where `cfg` asks for what this machine lacks: CUDA, bitsandbytes, vLLM, an accelerate config."
+    if cfg.device == 'cuda' and not torch.cuda.is_available():
+        raise RecipeError("key 'device' is 'cuda' but this machine has no CUDA device")
+    for key, package in (('load_in_4bit', 'bitsandbytes'), ('backend', 'vllm')):
+        asked = cfg.load_in_4bit if key == 'load_in_4bit' else cfg.backend == 'vllm'
+        if asked and importlib.util.find_spec(package) is None:
+            raise RecipeError(f"key {key!r} needs {package}, which is not installed (pip install {package})")
+    if cfg.num_processes > 1 and cfg.accelerate_config:
+        path = Path(cfg.accelerate_config).expanduser()
+        path = path if path.is_absolute() else project_root()/path
+        if not path.exists(): raise RecipeError(f"key 'accelerate_config': {path} does not exist")
 
 # %% ../nbs/00_core.ipynb #22422efc
 def seed_everything(seed:int=0):

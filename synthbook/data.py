@@ -179,20 +179,27 @@ def sample_entities(rows:list[dict], n:int=0, seed:int=0) -> list[dict]:
 # %% ../nbs/01_data.ipynb #17c666cc
 def entity_split(rows:list[dict],  # Pink Elephant rows, several prompts per `avoid` entity
                  heldout_fraction:float=0.25,  # share of entities that no training prompt names
-                 seen_fraction:float=0.5,  # share of the other entities that hold one prompt out
-                 seed:int=0) -> dict[str, list[dict]]:
-    "Pink Elephant rows by entity: `train`, `seen` (new prompts about trained entities) and `unseen` (new entities)."
+                 seen_fraction:float=0.5,  # share of the trained entities that hold one prompt out
+                 seed:int=0,
+                 validation_fraction:float=0.0,  # share of entities kept apart to choose settings on
+                ) -> dict[str, list[dict]]:
+    ("Pink Elephant rows by entity: `train`, `seen` (new prompts about trained entities), `unseen` (new entities) and "
+     "`validation` (other new entities, for choosing settings without touching the tests).")
     if not 0 <= seen_fraction <= 1: raise DataError(f"seen_entity_heldout must be in [0, 1], got {seen_fraction}")
+    if not 0 <= validation_fraction < 1 - heldout_fraction:
+        raise DataError(f"validation_entities must be in [0, 1 - heldout_fraction), got {validation_fraction}")
     by_entity = {}
     for r in rows: by_entity.setdefault(r['avoid'], []).append(r)
     ranked = sorted(by_entity, key=lambda e: unit_hash(e, seed + 2))  # seed+2: independent of sampling and prompts
-    n_unseen = round(heldout_fraction * len(ranked))
-    trained = [e for e in ranked[n_unseen:] if len(by_entity[e]) > 1]
+    n_unseen, n_val = round(heldout_fraction * len(ranked)), round(validation_fraction * len(ranked))
+    unseen, validation = set(ranked[:n_unseen]), set(ranked[len(ranked) - n_val:])
+    trained = [e for e in ranked[n_unseen:len(ranked) - n_val] if len(by_entity[e]) > 1]
     lends = set(trained[:round(seen_fraction * len(trained))])
-    out = {'train': [], 'seen': [], 'unseen': []}
+    out = {'train': [], 'seen': [], 'unseen': [], 'validation': []}
     for entity in by_entity:
         entity_rows = sorted(by_entity[entity], key=lambda r: unit_hash(r['prompt'], seed + 1))
-        if entity in ranked[:n_unseen]: out['unseen'] += entity_rows
+        if entity in unseen: out['unseen'] += entity_rows
+        elif entity in validation: out['validation'] += entity_rows
         elif entity in lends:
             out['train'] += entity_rows[:-1]
             out['seen'].append(entity_rows[-1])

@@ -18,7 +18,7 @@ from .reward import as_conversation, pairs_of, quiet, token_lengths, trains_in_b
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args',
            'PeakMemory', 'save_policy', 'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve',
-           'train_policy', 'plot_training', 'save_figure']
+           'train_policy', 'minimal_pairs', 'train_control', 'plot_training', 'save_figure']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -179,9 +179,10 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
     tok = load_tokenizer(cfg.model)
     train, too_long = dpo_pairs(read_jsonl(cfg.out/'pairs_train.jsonl'), cfg.dpo_methods, tok, cfg.max_length,
                                 cfg.dpo_train_pairs, cfg.seed, where=str(cfg.out/'pairs_train.jsonl'))
-    held_rows = [p for p in read_jsonl(cfg.out/'pairs_heldout.jsonl') if p.get('method') in cfg.dpo_methods]
+    held_path = cfg.out/'pairs_heldout.jsonl'
+    held_rows = [p for p in read_jsonl(held_path) if p.get('method') in cfg.dpo_methods] if held_path.exists() else []
     heldout = dpo_pairs(held_rows, cfg.dpo_methods, tok, cfg.max_length,
-                        where=str(cfg.out/'pairs_heldout.jsonl'))[0] if held_rows else []
+                        where=str(held_path))[0] if held_rows else []
     model, tok = policy_model(cfg)
     ckpt = cfg.out/'dpo_checkpoints'
     last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
@@ -215,6 +216,44 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
                         if 'rewards' in k or k == 'eval_loss'},
             'curve': curve.reset_index().round(5).to_dict('records'), 'reload_max_diff': round(reload_diff, 5),
             'device': str(model.device), 'ranks': [rank]}
+
+# %% ../nbs/06_dpo.ipynb #48d6c06e
+def _answer(text:str) -> list[dict]: return [{'role': 'assistant', 'content': text}]
+
+def minimal_pairs(pairs:list[dict],  # chapter 03's pairs of one split; only the DPF ones are used
+                 ) -> list[dict]:
+    ("Two pairs per DPF pair that differ only in the avoided entity: with the instruction, the original with every "
+     "mention replaced by the preferred entity beats the original; without it, the original beats the replacement.")
+    from synthbook.feedback import mentions_avoided, substitute
+    out = []
+    for p in pairs:
+        if p.get('method') != 'dpf': continue
+        original = p['rejected'][-1]['content']
+        replaced = substitute(original, p['meta'])
+        if mentions_avoided(replaced, p['meta']) or replaced == original: continue  # the matcher found nothing to swap
+        plain = [m for m in p['prompt'] if m['role'] != 'system']
+        out += [p | {'chosen': _answer(replaced), 'rejected': _answer(original),
+                     'meta': p['meta'] | {'minimal': 'instructed'}},
+                p | {'prompt': plain, 'chosen': _answer(original), 'rejected': _answer(replaced),
+                     'meta': p['meta'] | {'minimal': 'no instruction'}}]
+    return out
+
+# %% ../nbs/06_dpo.ipynb #8fae20e4
+def train_control(cfg:Config, progress:bool=True) -> dict:
+    ("The positive control: `train_policy` on the run's DPF minimal pairs with the control's epochs, learning rate "
+     "and SFT weight, in `<run>/control/`; returns its figures.")
+    from dataclasses import replace
+    from synthbook.data import read_jsonl, write_jsonl
+    folder = cfg.out/'control'
+    for split in ('train', 'heldout'):
+        pairs = minimal_pairs(read_jsonl(cfg.out/f'pairs_{split}.jsonl'))
+        if not pairs and split == 'train':
+            raise DataError(f"{cfg.out/'pairs_train.jsonl'}: no DPF pair to make minimal pairs of, for the control")
+        if pairs: write_jsonl(pairs, folder/f'pairs_{split}.jsonl', overwrite=True)
+        else: (folder/f'pairs_{split}.jsonl').unlink(missing_ok=True)
+    return train_policy(replace(cfg, run_dir=str(folder), dpo_methods=['dpf'], dpo_train_pairs=0,
+                                dpo_epochs=cfg.dpo_control_epochs, dpo_learning_rate=cfg.dpo_control_learning_rate,
+                                dpo_sft_weight=cfg.dpo_control_sft_weight), progress)
 
 # %% ../nbs/06_dpo.ipynb #ba55bc36
 def plot_training(curve:pd.DataFrame, title:str=''):

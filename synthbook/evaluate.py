@@ -18,7 +18,7 @@ from .reward import accuracy_row, wilson_interval
 
 # %% auto #0
 __all__ = ['REPORT_SECTIONS', 'before_after', 'sign_test', 'win_rate_row', 'mcnemar_exact', 'mention_row', 'distinct_n',
-           'length_row', 'ci_plot', 'md_table', 'write_report']
+           'length_row', 'avoidance_rows', 'ci_plot', 'md_table', 'write_report']
 
 # %% ../nbs/07_evaluate.ipynb #9e857f8f
 def before_after(policy, tokenizer,
@@ -93,6 +93,30 @@ def length_row(before:list[str], after:list[str], **extra) -> dict:
                     'longer after': round(float((a > b).mean()), 3), 'shorter after': round(float((a < b).mean()), 3),
                     'empty before': int((b == 0).sum()), 'empty after': int((a == 0).sum()),
                     'distinct-2 before': round(distinct_n(before), 3), 'distinct-2 after': round(distinct_n(after), 3)}
+
+# %% ../nbs/07_evaluate.ipynb #ad58dcca
+def avoidance_rows(policy, tokenizer,
+                   pink:dict[str, list[dict]],  # set name to its Pink Elephant rows
+                   base:dict[str, list[str]]|None=None,  # base responses by row label, where they are known already
+                   max_new_tokens:int=64, batch_size:int=16,
+                  ) -> tuple[list[dict], dict[str, tuple[list[str], list[str]]]]:  # (rows, responses by label)
+    ("Mention rate, length and distinct-2 of `policy` against its base on each set, with the instruction and without: "
+     "one row per set and condition, labelled '<set>, instructed' or '<set>, no instruction'.")
+    gen = LoopBackend(policy, tokenizer, batch_size, progress=False)
+    rows, responses = [], {}
+    for name, pink_rows in pink.items():
+        for told in (True, False):
+            label = f"{name}, {'instructed' if told else 'no instruction'}"
+            convs = [as_messages(r, principle_of(r)) if told else as_messages(r) for r in pink_rows]
+            if base and label in base:
+                before, after = base[label], [o for [o] in gen.generate(convs, 1, max_new_tokens, temperature=0)]
+            else: before, after = before_after(policy, tokenizer, convs, max_new_tokens, batch_size)
+            size = length_row(before, after)
+            rows.append(mention_row(pink_rows, before, after, set=label) |
+                        {k: size[k] for k in ('words before', 'words after', 'empty after', 'distinct-2 before',
+                                              'distinct-2 after')})
+            responses[label] = (before, after)
+    return rows, responses
 
 # %% ../nbs/07_evaluate.ipynb #cf2bab15
 def ci_plot(table:pd.DataFrame,  # rows with a value column and `ci low`, `ci high`
@@ -192,7 +216,10 @@ def _section_eval(d, e):
                         md_table(e['win_rates']), _figure(d, 'win_rates', 'win rates'),
                         'Pink Elephant mention rate, paired (exact McNemar):', md_table(e['mention_rates']),
                         _figure(d, 'mention_rates', 'mention rates'),
-                        'Response length in words:', md_table(e['lengths'])])
+                        'Response length in words:', md_table(e['lengths'])] +
+                       (['Positive control, the policy trained on DPF minimal pairs alone (chapter 06), against the '
+                         'same base; its learning rate was chosen on the validation entities:', md_table(e['control'])]
+                        if e.get('control') else []))
 
 def _summary(d) -> list[dict]:
     "One line per step: the number that says what it bought, where the chapter ran."
@@ -224,6 +251,11 @@ def _summary(d) -> list[dict]:
         for l in e['lengths']:
             rows.append({'step': f"07 words per response, {l['set']}",
                          'result': f"{l['words before']} → {l['words after']}"})
+        for m in e.get('control', []):
+            change = f"{m['relative change']:+.0%}, " if m['relative change'] is not None else ''
+            rows.append({'step': f"07 positive control (DPO on minimal pairs), mention rate, {m['set']}",
+                         'result': f"{m['before']:.3f} → {m['after']:.3f} ({change}n={m['n']}, "
+                                   f"p = {m['p (McNemar)']}; words {m['words before']} → {m['words after']})"})
     return rows
 
 REPORT_SECTIONS = [('02 Generation', 'generation_stats.json', _section_generation),

@@ -408,8 +408,13 @@ def revision_messages(row:dict, response:str, critique_text:str) -> list[dict]:
             {'role': 'user', 'content': revision_request(row, response, critique_text)}]
 
 def substitute(response:str, row:dict) -> str:
-    "The rule-based fallback: every mention of the avoided entity replaced by the preferred one."
-    return mention_pattern(row['avoid'], row.get('avoid_aliases', [])).sub(row['prefer'], response)
+    "The rule-based fallback: every mention of the avoided entity replaced by the preferred one, possessives kept."
+    names = {n.lower() for n in (row['avoid'], *row.get('avoid_aliases', []))}
+    def swap(m):
+        word = m.group(0)
+        possessive = word.lower() not in names and word[-2:] in ("'s", "’s")  # "McDonald's" itself is a name
+        return row['prefer'] + (word[-2:] if possessive else '')
+    return mention_pattern(row['avoid'], row.get('avoid_aliases', [])).sub(swap, response)
 
 # %% ../nbs/03_synthetic_feedback.ipynb #a2aca719
 def dpf_pairs(rows:list[dict],  # Pink Elephant rows, with a `split` field

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, collections, hashlib, importlib, itertools, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 import yaml
-from .core import Config, RecipeError, load_recipe, project_root, env_report, write_json
+from .core import Config, RecipeError, check_machine, load_recipe, project_root, env_report, write_json
 
 # %% auto #0
 __all__ = ['ChainError', 'notebooks_dir', 'notebook_parameters', 'sha256_file', 'artifact_hashes', 'collect_metrics',
@@ -79,6 +79,7 @@ def run_chain(cfg:Config,  # the run's parameters
              ) -> dict:  # the run record, also written to `run.json`
     "Execute `cfg.stages` in order with papermill, skipping stages finished before, and record the run in `run.json`."
     import papermill
+    check_machine(cfg)  # before the run folder exists: a refused run writes nothing
     nbs, out = notebooks_dir(nbs_dir), cfg.out.resolve()
     missing = [s for s in cfg.stages if not (nbs/f'{s}.ipynb').exists()]
     if missing: raise ChainError(f"stages without a notebook in {nbs}: {', '.join(missing)}")
@@ -200,11 +201,13 @@ def parse_grid(items:list[str]) -> dict:
         if '=' not in it: raise RecipeError(f"--grid expects key=v1,v2,..., got {it!r}")
         k, v = it.split('=', 1)
         grid[k.strip()] = [yaml.safe_load(x) for x in v.split(',')]
-    Config.from_dict({k: v[0] for k, v in grid.items()}, where='--grid')  # unknown keys and wrong types fail here
+    for k, values in grid.items():  # unknown keys, wrong types and values out of range fail here, before any run
+        for v in values: Config.from_dict({k: v}, where='--grid')
     return grid
 
 def flat_metrics(run_dir:Path) -> dict:
-    "The headline numbers of a run, one column each: DPO's margins and held-out accuracy, win rates, mention rates."
+    ("The headline numbers of a run, one column each: DPO's margins and held-out accuracy, win rates, mention rates, "
+     "and the positive control on the validation entities.")
     m, out = collect_metrics(run_dir), {}
     d, e = m.get('dpo_stats', {}), m.get('eval_stats', {})
     if d:
@@ -212,11 +215,18 @@ def flat_metrics(run_dir:Path) -> dict:
                 'held-out reward acc': d.get('heldout', {}).get('rewards/accuracies')}
     for w in e.get('win_rates', []): out[f"win rate: {w['judge'].split(' (')[0]}, {w['set']}"] = w['win rate']
     for r in e.get('mention_rates', []): out[f"mentions after: {r['set']}"] = r['after']
+    for r in e.get('control', []):  # validation rows only: a setting is chosen there, never on the test sets
+        if 'validation' in r['set']:
+            out[f"control on {r['set']}: mentions"] = f"{r['before']} → {r['after']}"
+            out[f"control on {r['set']}: words"] = f"{r['words before']} → {r['words after']}"
     return out
 
 def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, log=print) -> list[dict]:
     ("Run `cfg` once per grid point, each in `<run>/sweep/<point>` (a copy of `base_run` if given); "
      "returns and saves the table.")
+    check_machine(cfg)
+    for point in grid_points(grid):  # every point checked with the recipe before the first one runs
+        Config.from_dict(cfg.to_dict() | point, where=f"sweep point {','.join(f'{k}={v}' for k, v in point.items())}")
     rows, root = [], cfg.out/'sweep'
     if base_run and not (Path(base_run)/'run.json').exists():
         raise ChainError(f"--from {base_run}: not a run folder (no run.json)")

@@ -65,7 +65,18 @@ def check_smoke_run(tmp_path):
             'seen': len(read_jsonl(tmp_path/'pink_elephants_seen.jsonl', kind='prompts'))}
     assert sorted(m['n'] for m in e['mention_rates']) == sorted([held['unseen'], held['seen']] * 2) and min(held.values()) > 0
     assert all(l['words before'] > 5 for l in e['lengths'])  # the base model answers in sentences
+    # chapters 06-07's positive control: DPO on DPF minimal pairs, measured on every Pink Elephant set, with and without
+    # the instruction, against the same base as the main policy
+    c = d['control']
+    assert (c['train_pairs'] + c['too_long']) % 2 == 0 and c['steps'] == -(-c['train_pairs'] // 8) * c['epochs']
+    held['validation'] = len(read_jsonl(tmp_path/'pink_elephants_validation.jsonl', kind='prompts'))
+    ctrl = {r['set']: r for r in e['control']}
+    assert {(s, r['n']) for s, r in ctrl.items()} == {(f'Pink Elephant, {k} entities, {i}', n) for k, n in held.items()
+                                                      for i in ('instructed', 'no instruction')}
+    main = {m['set']: m['before'] for m in e['mention_rates']}
+    assert all(ctrl[s]['before'] == b for s, b in main.items())  # the same base responses
     report = (tmp_path/'report.md').read_text()
+    assert '07 positive control (DPO on minimal pairs), mention rate, Pink Elephant, validation entities' in report
     assert '_Not run' not in report and '04 positive control, dpf alone' in report and '→' in report
     assert '07 mention rate, Pink Elephant, unseen entities, instructed' in report
     assert all((tmp_path/'figures'/f'{f}.png').exists() for f in ('reward_accuracy', 'judge_accuracy', 'win_rates', 'mention_rates'))
