@@ -30,7 +30,6 @@ test-fast: setup
 
 export: setup
 	$(BIN)/nbdev-export
-	$(BIN)/python tools/wrap_all.py synthbook
 	$(BIN)/nbdev-clean
 
 readme: setup

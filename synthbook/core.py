@@ -21,12 +21,12 @@ warnings.filterwarnings('ignore', message='.*deprecated and will be removed in v
 logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
-__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES',
-           'BF16_MIN_SPEEDUP', 'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types',
-           'load_recipe', 'error_of', 'check_machine', 'seed_everything', 'package_versions', 'cache_dir',
-           'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError', 'bundled_gguf',
-           'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
-           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'write_json']
+__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES', 'BF16_MIN_SPEEDUP',
+           'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types', 'load_recipe',
+           'error_of', 'check_machine', 'seed_everything', 'package_versions', 'cache_dir', 'matmul_gflops',
+           'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError', 'bundled_gguf', 'bundled_model_dir',
+           'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config', 'load_tokenizer', 'load_model',
+           'load_model_from', 'add_lora', 'write_json']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -196,8 +196,8 @@ CHAPTERS = [*DEFAULT_STAGES, '08_scale']
 RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 1)',
           'pink_elephant_entities': '[0, inf)', 'seen_entity_heldout': '[0, 1]', 'validation_entities': '[0, 1)',
           'lora_r': '[1, inf)', 'lora_alpha': '[1, inf)', 'lora_dropout': '[0, 1)', 'batch_size': '[1, inf)',
-          'max_new_tokens': '[1, inf)', 'temperature': '[0, inf)',
-          'top_p': '(0, 1]', 'n_samples': '[1, inf)', 'contrast_demos': '[0, inf)', 'weak_temperature': '[0, inf)',
+          'max_new_tokens': '[1, inf)', 'temperature': '[0, inf)', 'top_p': '(0, 1]', 'n_samples': '[1, inf)',
+          'contrast_demos': '[0, inf)', 'weak_temperature': '[0, inf)',
           'filter_length_ratio': '(0, inf)', 'near_dup_threshold': '(0, 1]', 'judge_tie_margin': '[0, 0.5)',
           'won_keep_fraction': '(0, 1]', 'revision_samples': '[0, inf)', 'rm_epochs': '[1, inf)',
           'rm_learning_rate': '(0, inf)', 'rm_batch_size': '[1, inf)', 'max_length': '[16, inf)',
@@ -278,8 +278,8 @@ def check_machine(cfg:Config):
     "Raise `RecipeError` where `cfg` asks for what this machine lacks: CUDA, bitsandbytes, vLLM, an accelerate config."
     if cfg.device == 'cuda' and not torch.cuda.is_available():
         raise RecipeError("key 'device' is 'cuda' but this machine has no CUDA device")
-    for key, package in (('load_in_4bit', 'bitsandbytes'), ('backend', 'vllm')):
-        asked = cfg.load_in_4bit if key == 'load_in_4bit' else cfg.backend == 'vllm'
+    needs = [('load_in_4bit', cfg.load_in_4bit, 'bitsandbytes'), ('backend', cfg.backend == 'vllm', 'vllm')]
+    for key, asked, package in needs:
         if asked and importlib.util.find_spec(package) is None:
             raise RecipeError(f"key {key!r} needs {package}, which is not installed (pip install {package})")
     if cfg.num_processes > 1 and cfg.accelerate_config:

@@ -16,9 +16,9 @@ from .genrm import fast_cpu_logprobs
 from .reward import as_conversation, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
-__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args',
-           'PeakMemory', 'save_policy', 'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve',
-           'train_policy', 'minimal_pairs', 'train_control', 'plot_training', 'save_figure']
+__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
+           'save_policy', 'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve', 'train_policy',
+           'minimal_pairs', 'train_control', 'plot_training', 'save_figure']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens

@@ -15,8 +15,8 @@ from .feedback import METHOD_NOTES, Judge, Scorer, verdict_of
 from .generate import as_messages
 
 # %% auto #0
-__all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from',
-           'autocast_like', 'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row',
+__all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like',
+           'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row',
            'evaluate_reward_model', 'trains_in_bf16', 'quiet', 'unwrap_autocast', 'train_reward_model',
            'positive_control', 'save_reward_model', 'load_reward_model']
 

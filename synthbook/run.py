@@ -7,6 +7,7 @@ Docs: https://synthbook.github.io/synthbook/scale.html.md"""
 # %% ../nbs/08_scale.ipynb #961408d2
 from __future__ import annotations
 import argparse, collections, hashlib, importlib, itertools, json, os, re, shutil, subprocess, sys, time
+from dataclasses import replace
 from pathlib import Path
 import yaml
 from .core import Config, RecipeError, check_machine, load_recipe, project_root, env_report, write_json
@@ -225,18 +226,18 @@ def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, 
     ("Run `cfg` once per grid point, each in `<run>/sweep/<point>` (a copy of `base_run` if given); "
      "returns and saves the table.")
     check_machine(cfg)
-    for point in grid_points(grid):  # every point checked with the recipe before the first one runs
-        Config.from_dict(cfg.to_dict() | point, where=f"sweep point {','.join(f'{k}={v}' for k, v in point.items())}")
+    points = {','.join(f'{k}={v}' for k, v in point.items()): point for point in grid_points(grid)}
+    # every point checked with the recipe before the first one runs
+    configs = {label: Config.from_dict(cfg.to_dict() | point, where=f'sweep point {label}')
+               for label, point in points.items()}
     rows, root = [], cfg.out/'sweep'
     if base_run and not (Path(base_run)/'run.json').exists():
         raise ChainError(f"--from {base_run}: not a run folder (no run.json)")
-    for point in grid_points(grid):
-        label = ','.join(f'{k}={v}' for k, v in point.items())
+    for label, point in points.items():
         d = root/label
         if base_run and not d.exists(): shutil.copytree(base_run, d, ignore=shutil.ignore_patterns('sweep'))
         log(f'== sweep point {label}')
-        rec = run_chain(Config.from_dict(cfg.to_dict() | point | {'run_dir': str(d)}, where=f'sweep point {label}'),
-                        nbs_dir, log)
+        rec = run_chain(replace(configs[label], run_dir=str(d)), nbs_dir, log)
         rows.append(point | {'ran': [s for s, v in rec['stages'].items() if not v.get('skipped')], **flat_metrics(d)})
     from synthbook.evaluate import md_table
     write_json(rows, root/'sweep.json')
