@@ -22,11 +22,11 @@ logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
 __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES', 'BF16_MIN_SPEEDUP',
-           'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types', 'load_recipe',
-           'error_of', 'check_machine', 'seed_everything', 'package_versions', 'cache_dir', 'matmul_gflops',
-           'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError', 'bundled_gguf', 'bundled_model_dir',
-           'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config', 'load_tokenizer', 'load_model',
-           'load_model_from', 'add_lora', 'write_json']
+           'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types', 'batch_plan',
+           'load_recipe', 'error_of', 'accelerate_config_path', 'check_machine', 'seed_everything', 'package_versions',
+           'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError',
+           'bundled_gguf', 'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype',
+           'nf4_config', 'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'write_json']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -87,6 +87,7 @@ class Config:
     rm_learning_rate: float = 5e-4  # peak AdamW learning rate of the adapters and score head
     rm_batch_size: int = 4  # pairs per optimisation step
     rm_controls: list[str] = field(default_factory=lambda: ['dpf', 'almost'])  # methods each trained alone first
+    chance_gate: bool = True  # leave out of training a method whose judge or scorer is at chance on labelled pairs
     max_length: int = 512  # tokens of prompt plus response; longer pairs are counted and left out
     eval_pairs: str = 'synthbook:judge-check'  # labelled pairs no judge trains on: shipped set or JSONL path
     n_eval_pairs: int = 0  # pairs sampled from eval_pairs, 0 means all
@@ -227,6 +228,23 @@ def trl_loss_types() -> list[str]:
     spec = importlib.util.find_spec('trl.trainer.dpo_trainer')
     return sorted(set(re.findall(r'loss_type == "(\w+)"', Path(spec.origin).read_text()))) if spec else []
 
+# %% ../nbs/00_core.ipynb #3d19535c
+def batch_plan(global_batch:int,  # pairs per optimizer step, the recipe's number
+               device_batch:int,  # pairs per forward pass on one device, what fits in memory
+               processes:int=1,  # data-parallel processes
+              ) -> dict:  # per device, accumulation steps, processes, global
+    "Split `global_batch` into per-device batch × gradient accumulation × processes, or fail saying why it cannot."
+    if min(global_batch, device_batch, processes) < 1:
+        raise ValueError("global batch, device batch and processes must be at least 1")
+    per_step = min(device_batch, global_batch // processes) or 1
+    if global_batch % (per_step * processes):
+        raise ValueError(f"global_batch_size={global_batch} is not a multiple of device batch {per_step} × "
+                         f"{processes} processes; choose a global batch divisible by {per_step * processes} "
+                         "or another device_batch_size")
+    return {'per device': per_step, 'accumulation': global_batch // (per_step * processes), 'processes': processes,
+            'global': global_batch}
+
+
 # %% ../nbs/00_core.ipynb #0a637588
 def _check_value(key, value):
     "Raise `RecipeError` unless `value` is in `key`'s range or among its choices."
@@ -245,11 +263,8 @@ def _check_together(cfg):
                           f"{cfg.heldout_fraction} + {cfg.validation_entities}")
     for key in ('stages', 'rm_methods', 'dpo_methods'):
         if not getattr(cfg, key): raise RecipeError(f"key {key!r} must name at least one value")
-    per_step = min(cfg.device_batch_size, cfg.global_batch_size // cfg.num_processes) or 1
-    if cfg.global_batch_size % (per_step * cfg.num_processes):
-        raise RecipeError(f"global_batch_size={cfg.global_batch_size} does not split into num_processes="
-                          f"{cfg.num_processes} × device_batch_size={per_step}: choose a multiple of "
-                          f"{per_step * cfg.num_processes}")
+    try: batch_plan(cfg.global_batch_size, cfg.device_batch_size, cfg.num_processes)
+    except ValueError as e: raise RecipeError(str(e)) from None
     losses = trl_loss_types()
     if losses and cfg.dpo_loss_type not in losses:
         raise RecipeError(f"key 'dpo_loss_type': {cfg.dpo_loss_type!r} is not one of the installed TRL's "
@@ -273,6 +288,13 @@ def error_of(f, *args, **kw) -> str|None:
     try: f(*args, **kw)
     except Exception as e: return f"{type(e).__name__}: {e}"
 
+# %% ../nbs/00_core.ipynb #73e25643
+def accelerate_config_path(cfg:Config) -> Path:
+    "`cfg.accelerate_config` as a path; a relative one is read from the project root, where recipes name it from."
+    p = Path(cfg.accelerate_config).expanduser()
+    return p if p.is_absolute() else project_root()/p
+
+
 # %% ../nbs/00_core.ipynb #3eb7864e
 def check_machine(cfg:Config):
     "Raise `RecipeError` where `cfg` asks for what this machine lacks: CUDA, bitsandbytes, vLLM, an accelerate config."
@@ -283,8 +305,7 @@ def check_machine(cfg:Config):
         if asked and importlib.util.find_spec(package) is None:
             raise RecipeError(f"key {key!r} needs {package}, which is not installed (pip install {package})")
     if cfg.num_processes > 1 and cfg.accelerate_config:
-        path = Path(cfg.accelerate_config).expanduser()
-        path = path if path.is_absolute() else project_root()/path
+        path = accelerate_config_path(cfg)
         if not path.exists(): raise RecipeError(f"key 'accelerate_config': {path} does not exist")
 
 # %% ../nbs/00_core.ipynb #22422efc

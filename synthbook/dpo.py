@@ -10,15 +10,15 @@ import json, os, threading, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
-from .core import Config, load_model, load_model_from, write_json
+from .core import Config, batch_plan, load_model, load_model_from, write_json
 from .data import DataError, sample_rows
 from .genrm import fast_cpu_logprobs
-from .reward import as_conversation, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
+from .reward import as_conversation, gated_methods, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
-__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'batch_plan', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
-           'save_policy', 'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve', 'train_policy',
-           'minimal_pairs', 'train_control', 'plot_training', 'save_figure']
+__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory', 'save_policy',
+           'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve', 'train_policy', 'minimal_pairs',
+           'train_control', 'plot_training', 'save_figure']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -50,21 +50,6 @@ def dpo_pairs(pairs:list[dict],  # chapter 03's pairs of one split
 def world_size() -> int:
     "Processes in this training run: `WORLD_SIZE` as `accelerate launch` and `torchrun` set it, else 1."
     return int(os.environ.get('WORLD_SIZE', '1'))
-
-def batch_plan(global_batch:int,  # pairs per optimizer step, the recipe's number
-               device_batch:int,  # pairs per forward pass on one device, what fits in memory
-               processes:int=1,  # data-parallel processes
-              ) -> dict:  # per device, accumulation steps, processes, global
-    "Split `global_batch` into per-device batch × gradient accumulation × processes, or fail saying why it cannot."
-    if min(global_batch, device_batch, processes) < 1:
-        raise ValueError("global batch, device batch and processes must be at least 1")
-    per_step = min(device_batch, global_batch // processes) or 1
-    if global_batch % (per_step * processes):
-        raise ValueError(f"global_batch_size={global_batch} is not a multiple of device batch {per_step} × "
-                         f"{processes} processes; choose a global batch divisible by {per_step * processes} "
-                         "or another device_batch_size")
-    return {'per device': per_step, 'accumulation': global_batch // (per_step * processes), 'processes': processes,
-            'global': global_batch}
 
 def trainer_global_batch(args) -> int:
     "The global batch a transformers `TrainingArguments` really trains with."
@@ -177,11 +162,12 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
     from synthbook.data import read_jsonl
     from transformers.trainer_utils import get_last_checkpoint
     tok = load_tokenizer(cfg.model)
-    train, too_long = dpo_pairs(read_jsonl(cfg.out/'pairs_train.jsonl'), cfg.dpo_methods, tok, cfg.max_length,
+    methods = gated_methods(cfg, cfg.dpo_methods, log=None)  # the notebook says which the gate left out
+    train, too_long = dpo_pairs(read_jsonl(cfg.out/'pairs_train.jsonl'), methods, tok, cfg.max_length,
                                 cfg.dpo_train_pairs, cfg.seed, where=str(cfg.out/'pairs_train.jsonl'))
     held_path = cfg.out/'pairs_heldout.jsonl'
-    held_rows = [p for p in read_jsonl(held_path) if p.get('method') in cfg.dpo_methods] if held_path.exists() else []
-    heldout = dpo_pairs(held_rows, cfg.dpo_methods, tok, cfg.max_length,
+    held_rows = [p for p in read_jsonl(held_path) if p.get('method') in methods] if held_path.exists() else []
+    heldout = dpo_pairs(held_rows, methods, tok, cfg.max_length,
                         where=str(held_path))[0] if held_rows else []
     model, tok = policy_model(cfg)
     ckpt = cfg.out/'dpo_checkpoints'
@@ -199,7 +185,7 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
             'peak RSS (MB)': round(memory.rss_mb)}
     write_json(rank, cfg.out/'jobs'/f'dpo_rank{st.process_index}.json')
     if not st.is_main_process: return rank
-    path = save_policy(model, tok, cfg.out/'policy', cfg.model, methods=cfg.dpo_methods, pairs=len(train),
+    path = save_policy(model, tok, cfg.out/'policy', cfg.model, methods=methods, pairs=len(train),
                        beta=cfg.dpo_beta, loss_type=cfg.dpo_loss_type, load_in_4bit=cfg.load_in_4bit)
     probe = 'Give me one tip for sleeping better.'
     reloaded, _ = load_policy(path, cfg.dtype, cfg.device, cfg.load_in_4bit)

@@ -12,13 +12,12 @@ import numpy as np
 from .data import DataError, text_of
 from .feedback import Judge, judge_both_orders, mentions_avoided, principle_of, word_count
 from .generate import LoopBackend, as_messages
-from .genrm import credit
 from .dpo import save_figure
-from .reward import accuracy_row, wilson_interval
+from .reward import accuracy_row, credit, wilson_interval
 
 # %% auto #0
-__all__ = ['REPORT_SECTIONS', 'before_after', 'sign_test', 'win_rate_row', 'mcnemar_exact', 'mention_row', 'distinct_n',
-           'length_row', 'avoidance_rows', 'ci_plot', 'md_table', 'write_report']
+__all__ = ['REPORT_SECTIONS', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact', 'mention_row',
+           'distinct_n', 'length_row', 'avoidance_rows', 'ci_plot', 'md_table', 'write_report']
 
 # %% ../nbs/07_evaluate.ipynb #9e857f8f
 def before_after(policy, tokenizer,
@@ -38,6 +37,11 @@ def sign_test(k:int, m:int) -> float:
     if n == 0: return 1.0
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(k, m) + 1)) / 2**n)
 
+# %% ../nbs/07_evaluate.ipynb #5b94830d
+def p_value(p:float) -> float|str:
+    "A p-value as a table shows it: four decimals, or '< 1e-4' where four decimals would print 0."
+    return '< 1e-4' if p < 1e-4 else round(p, 4)
+
 # %% ../nbs/07_evaluate.ipynb #47c324a7
 def win_rate_row(by:Judge,  # the judge
                  prompts:list,  # prompts or conversations, as the judge should see them
@@ -53,7 +57,7 @@ def win_rate_row(by:Judge,  # the judge
     wins, losses = labels.count('a'), labels.count('b')
     return extra | {'n': acc['n'], 'win rate': acc['accuracy'], 'ci low': acc['ci low'], 'ci high': acc['ci high'],
                     'wins': wins, 'ties': labels.count('tie') + labels.count(None), 'losses': losses,
-                    'p (sign test)': round(sign_test(wins, losses), 4),
+                    'p (sign test)': p_value(sign_test(wins, losses)),
                     'identical': sum(a == b for a, b in zip(new, old)),
                     'position bias': round(float(np.mean([r['same_position'] is True for r in res])), 3)}
 
@@ -75,7 +79,7 @@ def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid
                     'after ci low': round(lo, 3), 'after ci high': round(hi, 3),
                     'relative change': round((np.mean(a) - np.mean(b)) / np.mean(b), 3) if any(b) else None,
                     'stopped mentioning': only_b, 'started mentioning': only_a,
-                    'p (McNemar)': round(mcnemar_exact(only_b, only_a), 4)}
+                    'p (McNemar)': p_value(mcnemar_exact(only_b, only_a))}
 
 # %% ../nbs/07_evaluate.ipynb #95142c20
 def distinct_n(texts:list[str], n:int=2) -> float:
@@ -179,8 +183,14 @@ def _section_reward(d, r):
     import pandas as pd
     t = pd.DataFrame([{'set / method': k, **v} for k, v in r['accuracy'].items()]).set_index('set / method')
     _draw(ci_plot(t, 'accuracy', 'reward model accuracy (dashed: chance)'), d, 'reward_accuracy')
-    controls = r.get('controls') or []
+    controls, gate = r.get('controls') or [], r.get('chance_gate') or {}
+    gate_rows = [{k: c.get(k) for k in ('method', 'decider', 'n', 'accuracy', 'ci low', 'ci high', 'position bias',
+                                        'at chance')} for c in gate.get('checks', [])]
+    left_out = ', '.join(f'{m} ({why})' for m, why in gate.get('left out', {}).items()) or 'none'
     return '\n\n'.join(x for x in [
+        gate_rows and "Chance gate, chapter 03's judge and scorer on the labelled pairs:",
+        gate_rows and md_table(gate_rows),
+        gate_rows and f'Left out of training: {left_out}.',
         controls and 'Positive controls, one model per method trained on that method alone, on its held-out pairs:',
         controls and md_table(controls),
         f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs, "
@@ -203,6 +213,7 @@ def _section_dpo(d, s):
                'global batch': f"{b['global']} = {b['per device']} × {b['accumulation']} × {b['processes']}",
                'beta': s['beta'], 'learning rate': s['learning_rate'], '4-bit': s['load_in_4bit'],
                'seconds': s['train_seconds'], 's / step': s['seconds_per_step'], **m,
+               'train loss (mean of the last epoch)': s.get('last_epoch_loss'),
                'train margin (last step)': last.get('rewards/margins'),
                'train reward accuracy (last step)': last.get('rewards/accuracies'),
                'held-out reward accuracy': held.get('rewards/accuracies'),
@@ -220,6 +231,8 @@ def _section_eval(d, e):
                        (['Positive control, the policy trained on DPF minimal pairs alone (chapter 06), against the '
                          'same base; its learning rate was chosen on the validation entities:', md_table(e['control'])]
                         if e.get('control') else []))
+
+def _p_text(p) -> str: return f'p {p}' if isinstance(p, str) else f'p = {p}'
 
 def _summary(d) -> list[dict]:
     "One line per step: the number that says what it bought, where the chapter ran."
@@ -247,7 +260,7 @@ def _summary(d) -> list[dict]:
             rows.append({'step': f"07 win rate over base, {w['judge']}, {w['set']}", 'result': ci(w, 'win rate')})
         for m in e['mention_rates']:
             rows.append({'step': f"07 mention rate, {m['set']}",
-                         'result': f"{m['before']:.3f} → {m['after']:.3f} (n={m['n']}, p = {m['p (McNemar)']})"})
+                         'result': f"{m['before']:.3f} → {m['after']:.3f} (n={m['n']}, {_p_text(m['p (McNemar)'])})"})
         for l in e['lengths']:
             rows.append({'step': f"07 words per response, {l['set']}",
                          'result': f"{l['words before']} → {l['words after']}"})
@@ -255,7 +268,7 @@ def _summary(d) -> list[dict]:
             change = f"{m['relative change']:+.0%}, " if m['relative change'] is not None else ''
             rows.append({'step': f"07 positive control (DPO on minimal pairs), mention rate, {m['set']}",
                          'result': f"{m['before']:.3f} → {m['after']:.3f} ({change}n={m['n']}, "
-                                   f"p = {m['p (McNemar)']}; words {m['words before']} → {m['words after']})"})
+                                   f"{_p_text(m['p (McNemar)'])}; words {m['words before']} → {m['words after']})"})
     return rows
 
 REPORT_SECTIONS = [('02 Generation', 'generation_stats.json', _section_generation),

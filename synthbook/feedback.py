@@ -448,6 +448,7 @@ def qa_row(method:str, pairs:list[dict], prompts_in:int,
            dropped:int=0, ties:int=0, unreadable:int=0,  # counts from the method's own log
            same_position:list[bool]=(),  # per judged comparison: the same letter in both orders
            near_dup:float=0.8,  # Jaccard threshold for near duplicates
+           truncated:set[str]=frozenset(),  # responses that stopped at max_new_tokens, as the backends recorded them
           ) -> dict:
     "The QA figures of one method's pairs."
     ch, rj = [response_of(p['chosen']) for p in pairs], [response_of(p['rejected']) for p in pairs]
@@ -455,6 +456,9 @@ def qa_row(method:str, pairs:list[dict], prompts_in:int,
     exact = len(both) - len(set(both))
     pe_rows = [p['meta'] for p in pairs if 'avoid' in p['meta']]
     mean = lambda xs: round(sum(xs) / len(xs), 3) if len(xs) else math.nan
+    # a rule-based revision is its original with a name swapped: cut off where the original was
+    cut_chosen = [c in truncated or (p['meta'].get('revision') == 'rule' and r in truncated)
+                  for p, c, r in zip(pairs, ch, rj)]
     return {'method': method, 'prompts in': prompts_in, 'pairs out': len(pairs), 'dropped': dropped, 'ties': ties,
             'unreadable': unreadable, 'position bias': mean([bool(s) for s in same_position]),
             'chosen longer': mean([word_count(c) > word_count(r) for c, r in zip(ch, rj)]),
@@ -463,7 +467,8 @@ def qa_row(method:str, pairs:list[dict], prompts_in:int,
             'mention chosen': mean([mentions_avoided(response_of(p['chosen']), p['meta']) > 0 for p in pairs])
                               if pe_rows else math.nan,
             'mention rejected': mean([mentions_avoided(response_of(p['rejected']), p['meta']) > 0 for p in pairs])
-                                if pe_rows else math.nan}
+                                if pe_rows else math.nan,
+            'truncated chosen': mean(cut_chosen), 'truncated rejected': mean([r in truncated for r in rj])}
 
 # %% ../nbs/03_synthetic_feedback.ipynb #41dec799
 METHOD_NOTES = {

@@ -31,11 +31,14 @@ def as_messages(prompt, system:str|None=None) -> list[dict]:
 class Backend:
     "Turns prompts into `n` responses each; subclasses implement `_generate`."
     name = 'base'
-    def __init__(self): self.reset_stats()
+    def __init__(self):
+        self.reset_stats()
+        # which responses of the last call stopped at `max_new_tokens`, and every such text since the backend was made
+        self.last_truncated, self.truncated_texts = [], set()
 
     def reset_stats(self):
         "Zero the counters that `generate` adds to, e.g. to time one run on its own."
-        self.stats = dict(prompts=0, sequences=0, new_tokens=0, seconds=0.0)
+        self.stats = dict(prompts=0, sequences=0, new_tokens=0, truncated=0, seconds=0.0)
 
     def generate(self,
                  prompts:list,  # strings, chat-message lists, or rows with a `prompt` field
@@ -51,10 +54,16 @@ class Backend:
         if temperature == 0 and n > 1:
             raise ValueError("greedy decoding (temperature 0) gives n identical responses; set temperature > 0")
         t0 = time.perf_counter()
-        out, new_tokens = self._generate([as_messages(p, system) for p in prompts],
-                                         n, max_new_tokens, temperature, top_p, seed)
+        out, new_tokens, *flags = self._generate([as_messages(p, system) for p in prompts],
+                                                 n, max_new_tokens, temperature, top_p, seed)
+        # `_generate` may add which responses hit `max_new_tokens`; where it does not, that stays unknown (None)
+        self.last_truncated = flags[0] if flags else [[None] * len(o) for o in out]
+        self.truncated_texts |= {t for ts, fs in zip(out, self.last_truncated) for t, f in zip(ts, fs) if f}
         s = self.stats
-        s['prompts'] += len(prompts); s['sequences'] += len(prompts) * n; s['new_tokens'] += new_tokens
+        s['prompts'] += len(prompts)
+        s['sequences'] += len(prompts) * n
+        s['new_tokens'] += new_tokens
+        s['truncated'] += sum(bool(f) for fs in self.last_truncated for f in fs)
         s['seconds'] += time.perf_counter() - t0
         return out
 
@@ -77,7 +86,7 @@ class TransformersBackend(Backend):
         stop = set(stop if isinstance(stop, list) else [stop]) | {self.tok.eos_token_id}
         sample = (dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0
                   else dict(do_sample=False, top_p=None, top_k=None, temperature=None))
-        out, new_tokens = [], 0
+        out, new_tokens, truncated = [], 0, []
         with tqdm(total=len(texts), desc=f'generate x{n}', disable=not self.progress, leave=False) as bar:
             for start in range(0, len(texts), self.batch_size):
                 enc = self.tok(texts[start:start + self.batch_size], return_tensors='pt', padding=True,
@@ -92,8 +101,10 @@ class TransformersBackend(Backend):
                 new_tokens += int(ends.sum())
                 texts_out = [self.tok.decode(row[:e], skip_special_tokens=True).strip() for row, e in zip(new, ends)]
                 out += [texts_out[i:i + n] for i in range(0, len(texts_out), n)]
+                cut = (~is_stop.any(1)).tolist()  # no end of turn within max_new_tokens
+                truncated += [cut[i:i + n] for i in range(0, len(cut), n)]
                 bar.update(len(enc['input_ids']))
-        return out, new_tokens
+        return out, new_tokens, truncated
 
 # %% ../nbs/02_generate.ipynb #4af249ab
 def nucleus(logits:torch.Tensor,  # (batch, vocab) next-token logits
@@ -190,6 +201,7 @@ class LoopBackend(Backend):
         n_prefix = common_prefix_length(ids) if self.share_prefix and len(ids) > 1 else 0
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
         out, new_tokens, previous = [None] * len(ids), 0, self.model.config._attn_implementation
+        truncated = [None] * len(ids)
         self.model.set_attn_implementation('synthbook_decode')
         try:
             bar = tqdm(total=len(ids), desc=f'generate x{n}', disable=not self.progress, leave=False)
@@ -202,9 +214,10 @@ class LoopBackend(Backend):
                     new_tokens += sum(map(len, rows))
                     for j, i in enumerate(batch):
                         out[i] = [self.tok.decode(r, skip_special_tokens=True).strip() for r in rows[j * n:(j + 1) * n]]
+                        truncated[i] = [len(r) == max_new_tokens and r[-1] not in stop for r in rows[j * n:(j + 1) * n]]
                     bar.update(len(batch))
         finally: self.model.set_attn_implementation(previous)
-        return out, new_tokens
+        return out, new_tokens, truncated
 
     def _decode(self, suffixes, prefix, n, max_new_tokens, temperature, top_k, top_p, seed, stop) -> list[list[int]]:
         "New tokens of `n` samples per suffix, each up to and including its first stop token."
@@ -249,7 +262,8 @@ class VLLMBackend(Backend):
                             max_tokens=max_new_tokens, seed=seed)
         res = self.llm.chat(convs, sp, use_tqdm=self.progress)
         return ([[o.text.strip() for o in r.outputs] for r in res],
-                sum(len(o.token_ids) for r in res for o in r.outputs))
+                sum(len(o.token_ids) for r in res for o in r.outputs),
+                [[o.finish_reason == 'length' for o in r.outputs] for r in res])
 
 # %% ../nbs/02_generate.ipynb #2a5b2e79
 def vllm_available() -> bool:
@@ -277,8 +291,11 @@ def make_backend(cfg:Config, model=None, tokenizer=None, progress:bool=True) -> 
 
 # %% ../nbs/02_generate.ipynb #8cbf223d
 def generation_rows(prompts:list[dict], responses:list[list[str]], cfg:Config, backend:Backend, **extra) -> list[dict]:
-    "One row per response, carrying the prompt row's fields and the generation settings."
+    ("One row per response, carrying the prompt row's fields, the generation settings and whether it stopped at "
+     "`max_new_tokens` (the backend's `last_truncated`, so call it right after `generate`).")
     settings = dict(model=cfg.model, backend=backend.name, temperature=cfg.temperature, top_p=cfg.top_p,
                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, **extra)
-    return [{**p, 'response': r, 'sample': i, **settings}
-            for p, rs in zip(prompts, responses) for i, r in enumerate(rs)]
+    flags = backend.last_truncated
+    if len(flags) != len(responses): flags = [[None] * len(rs) for rs in responses]  # not from the last call: unknown
+    return [{**p, 'response': r, 'sample': i, 'truncated': f, **settings}
+            for p, rs, fs in zip(prompts, responses, flags) for i, (r, f) in enumerate(zip(rs, fs))]

@@ -14,11 +14,11 @@ from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
 from .generate import Backend, LoopBackend, as_messages
-from .reward import accuracy_row, quiet, trains_in_bf16, unwrap_autocast
+from .reward import accuracy_row, credit, quiet, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
-           'judge_conversation', 'credit', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
+           'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
            'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'judge_model', 'judge_model_from',
            'train_judge_sft', 'split_chain', 'CoTJudge', 'hint_conversation', 'star_records', 'star_sft_rows',
            'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
@@ -56,11 +56,6 @@ def judge_conversation(prompt, a:str, b:str, system:str) -> list[dict]:
     return as_messages(JUDGE_TEMPLATE.format(question=question_of(prompt), a=a, b=b), system)
 
 # %% ../nbs/05_generative_reward_models.ipynb #a4044598
-def credit(label:str|None) -> float:
-    ("1 when the order-averaged verdict picks the chosen response ('a'), 0 for the rejected, "
-     "1/2 for a tie or no verdict.")
-    return {'a': 1.0, 'b': 0.0}.get(label, 0.5)
-
 def judge_row(results:list[dict], seconds:float, parse_failures:float=math.nan,
               **extra) -> dict:
     "One table row for a judge on one set, from `judge_both_orders` results on (prompt, chosen, rejected) items."

@@ -6,19 +6,19 @@ Docs: https://synthbook.github.io/synthbook/reward_model.html.md"""
 
 # %% ../nbs/04_reward_model.ipynb #fd99e1f8
 from __future__ import annotations
-import math, time
+import json, math, time
 from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model, write_json
 from .data import DataError, load_pairs, text_of
-from .feedback import METHOD_NOTES, Judge, Scorer, verdict_of
+from .feedback import METHOD_NOTES, Judge, PromptedJudge, RatingScorer, Scorer, judge_both_orders, verdict_of
 from .generate import as_messages
 
 # %% auto #0
 __all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like',
-           'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row',
-           'evaluate_reward_model', 'trains_in_bf16', 'quiet', 'unwrap_autocast', 'train_reward_model',
-           'positive_control', 'save_reward_model', 'load_reward_model']
+           'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row', 'credit',
+           'decider_check', 'at_chance', 'gated_methods', 'evaluate_reward_model', 'trains_in_bf16', 'quiet',
+           'unwrap_autocast', 'train_reward_model', 'positive_control', 'save_reward_model', 'load_reward_model']
 
 # %% ../nbs/04_reward_model.ipynb #690a8800
 def as_conversation(pair:dict) -> dict:
@@ -118,6 +118,48 @@ def accuracy_row(correct, **extra) -> dict:
     lo, hi = wilson_interval(float(np.sum(correct)), len(correct))
     return {**extra, 'n': len(correct), 'accuracy': round(float(np.mean(correct)), 3),
             'ci low': round(lo, 3), 'ci high': round(hi, 3), 'small n': len(correct) < SMALL_N}
+
+# %% ../nbs/04_reward_model.ipynb #7b48a45e
+def credit(label:str|None) -> float:
+    ("1 when the order-averaged verdict picks the chosen response ('a'), 0 for the rejected, "
+     "1/2 for a tie or no verdict: a judge that cannot decide is no better than a coin.")
+    return {'a': 1.0, 'b': 0.0}.get(label, 0.5)
+
+# %% ../nbs/04_reward_model.ipynb #44a98377
+def decider_check(by:Judge|Scorer,  # the decider: a judge (both orders) or a scorer (each side scored alone)
+                  pairs:list[dict],  # labelled pairs: `chosen` is the better response
+                  tie_margin:float=0.02, **extra) -> dict:
+    "A decider's accuracy on labelled `pairs` (a tie counts half), its Wilson interval, and a judge's position bias."
+    if isinstance(by, Scorer):
+        m = margins(by, pairs)
+        right = np.where(m > 0, 1.0, np.where(m == 0, 0.5, 0.0))
+        return accuracy_row(right, **extra) | {'position bias': None}  # one response at a time: no position
+    res = judge_both_orders(by, [(p['prompt'], text_of(p['chosen']), text_of(p['rejected'])) for p in pairs],
+                            tie_margin)
+    return (accuracy_row([credit(r['label']) for r in res], **extra)
+            | {'position bias': round(float(np.mean([r['same_position'] is True for r in res])), 3)})
+
+# %% ../nbs/04_reward_model.ipynb #04863440
+def at_chance(check:dict, max_position_bias:float=0.9) -> str|None:
+    "Why `decider_check`'s row puts the decider at chance, or None where it passes the gate."
+    if (check['position bias'] or 0) > max_position_bias:  # a scorer has none
+        return f"position bias {check['position bias']:.2f} > {max_position_bias} (n={check['n']})"
+    if check['ci low'] <= 0.5 <= check['ci high']:
+        return (f"accuracy {check['accuracy']:.3f} [{check['ci low']:.3f}, {check['ci high']:.3f}] covers 0.5 "
+                f"(n={check['n']})")
+    return None
+
+# %% ../nbs/04_reward_model.ipynb #2ce649f2
+def gated_methods(cfg:Config, methods:list[str], log=print) -> list[str]:
+    "`methods` less those the chance gate (`chance_gate.json` in the run folder) left out, saying which and why."
+    path = cfg.out/'chance_gate.json'
+    left_out = json.loads(path.read_text())['left out'] if path.exists() else {}
+    for m in methods:
+        if m in left_out and log: log(f"{m} is left out of training: its decider's {left_out[m]}")
+    kept = [m for m in methods if m not in left_out]
+    if not kept:
+        raise DataError(f"every method of {methods} is at chance ({path}); set chance_gate: false to train on them")
+    return kept
 
 # %% ../nbs/04_reward_model.ipynb #1cace81c
 def evaluate_reward_model(scorer:Scorer, sets:dict) -> tuple[pd.DataFrame, dict]:

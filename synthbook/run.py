@@ -10,13 +10,13 @@ import argparse, collections, hashlib, importlib, itertools, json, os, re, shuti
 from dataclasses import replace
 from pathlib import Path
 import yaml
-from .core import Config, RecipeError, check_machine, load_recipe, project_root, env_report, write_json
+from .core import (Config, RecipeError, accelerate_config_path, check_machine, env_report, load_recipe,
+                            project_root, write_json)
 
 # %% auto #0
 __all__ = ['ChainError', 'notebooks_dir', 'notebook_parameters', 'sha256_file', 'artifact_hashes', 'collect_metrics',
-           'notebook_code', 'stage_key', 'stage_is_done', 'run_chain', 'resolve_job', 'accelerate_config_path',
-           'job_command', 'launch', 'run_job', 'where_am_i', 'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep',
-           'parse_sets', 'main']
+           'notebook_code', 'stage_key', 'stage_is_done', 'run_chain', 'resolve_job', 'job_command', 'launch',
+           'run_job', 'where_am_i', 'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
 
 # %% ../nbs/08_scale.ipynb #7a5b821c
 class ChainError(RuntimeError):
@@ -130,11 +130,6 @@ def resolve_job(target:str):
     mod, _, fn = target.partition(':')
     try: return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e: raise ChainError(f"no training job {target!r}: {e}") from None
-
-def accelerate_config_path(cfg:Config) -> Path:
-    "`cfg.accelerate_config` as a path; a relative one is read from the project root, where recipes name it from."
-    p = Path(cfg.accelerate_config).expanduser()
-    return p if p.is_absolute() else project_root()/p
 
 def job_command(cfg:Config, target:str, params_file:Path) -> list[str]:
     "The `accelerate launch` command that runs `target` on `cfg.num_processes` processes."

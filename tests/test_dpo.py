@@ -1,9 +1,9 @@
 "Chapter 06: DPO with LoRA and QLoRA, on the tiny random model."
 import math
 import pytest, torch
-from synthbook.core import TINY_MODEL, Config
+from synthbook.core import TINY_MODEL, Config, batch_plan
 from synthbook.data import DataError
-from synthbook.dpo import (PeakMemory, batch_plan, dpo_args, dpo_loss, dpo_pairs, dpo_trainer, load_policy, policy_model,
+from synthbook.dpo import (PeakMemory, dpo_args, dpo_loss, dpo_pairs, dpo_trainer, load_policy, policy_model,
                            save_policy, trainer_global_batch, training_curve)
 from synthbook.feedback import make_pair
 

@@ -67,7 +67,8 @@ def test_vllm_backend_maps_requests_and_outputs(monkeypatch):
         def __init__(self, **kw): calls['llm'] = kw
         def chat(self, convs, sp, use_tqdm):
             calls['convs'] = convs
-            out = lambda t: types.SimpleNamespace(text=f' {t} ', token_ids=[1] * len(t))
+            out = lambda t: types.SimpleNamespace(text=f' {t} ', token_ids=[1] * len(t),
+                                                  finish_reason='length' if len(t) > 2 else 'stop')
             return [types.SimpleNamespace(outputs=[out('ab'), out('cde')]) for _ in convs]
     monkeypatch.setitem(sys.modules, 'vllm', types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     be = G.VLLMBackend('/models/x', dtype='bfloat16', tensor_parallel_size=2, seed=3)
@@ -77,6 +78,7 @@ def test_vllm_backend_maps_requests_and_outputs(monkeypatch):
     assert calls['sampling'] == dict(n=2, temperature=0.5, top_p=0.9, max_tokens=16, seed=3)
     assert calls['convs'][0] == [{'role': 'system', 'content': 's'}, {'role': 'user', 'content': 'q1'}]
     assert be.stats['new_tokens'] == 10
+    assert be.last_truncated == [[False, True], [False, True]] and be.stats['truncated'] == 2
 
 def test_generation_rows_carry_provenance(tiny):
     be = G.TransformersBackend(*tiny, progress=False)
@@ -84,3 +86,14 @@ def test_generation_rows_carry_provenance(tiny):
     rows = G.generation_rows([{'prompt': 'p', 'category': 'c'}], [['r0', 'r1']], cfg, be)
     assert [(r['sample'], r['response'], r['category'], r['model'], r['backend']) for r in rows] == \
            [(0, 'r0', 'c', TINY_MODEL, 'transformers'), (1, 'r1', 'c', TINY_MODEL, 'transformers')]
+    assert [r['truncated'] for r in rows] == [None, None]  # not what the backend's last call returned: unknown
+
+def test_every_backend_records_which_responses_hit_max_new_tokens(tiny):
+    "The random tiny model never ends its turn within 3 tokens, so every response is cut off; the counts agree."
+    cfg = Config(model=TINY_MODEL, max_new_tokens=3)
+    for be in (G.TransformersBackend(*tiny, progress=False), G.LoopBackend(*tiny, progress=False)):
+        out = be.generate(['Hi there', 'Name a colour'], n=2, max_new_tokens=3, temperature=0.7)
+        assert be.last_truncated == [[True, True], [True, True]] and be.stats['truncated'] == 4
+        assert all(t in be.truncated_texts for rs in out for t in rs)
+        rows = G.generation_rows([{'prompt': 'Hi there'}, {'prompt': 'Name a colour'}], out, cfg, be)
+        assert [r['truncated'] for r in rows] == [True] * 4

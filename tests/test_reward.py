@@ -5,8 +5,11 @@ import pytest, torch
 from synthbook.core import TINY_MODEL, ModelError, load_model
 from synthbook.data import DataError, load_pairs
 from synthbook.feedback import make_pair
+from synthbook.core import Config, write_json
+from synthbook.feedback import Judge, Scorer
 from synthbook.reward import (reward_model, train_reward_model, save_reward_model, load_reward_model, RewardScorer,
-                              RewardJudge, wilson_interval, accuracy_row, longer_wins, pairs_of, margins)
+                              RewardJudge, wilson_interval, accuracy_row, longer_wins, pairs_of, margins,
+                              decider_check, at_chance, gated_methods)
 
 PAIRS = [make_pair({'prompt': f'Question {i}?'}, f'A careful correct answer {i}.', f'Wrong {i}.', 'almost', split='train')
          for i in range(8)]
@@ -53,3 +56,33 @@ def test_reward_judge_is_order_symmetric():
     j = RewardJudge(RewardScorer(rm, tok))
     (_, p_ab), (_, p_ba) = j.judge_many([('Q?', 'yes', 'no'), ('Q?', 'no', 'yes')])
     assert math.isclose(p_ab, 1 - p_ba, abs_tol=1e-6)
+
+
+class Letter(Judge):
+    "Names `letter` whatever the order: a judge that reads positions, not answers."
+    def __init__(self, letter): self.letter = letter
+    def judge_many(self, items): return [(self.letter, 0.9 if self.letter == 'A' else 0.1)] * len(items)
+
+class Table(Scorer):
+    def __init__(self, table): self.table = table
+    def score_many(self, items): return [self.table.get(r, 0.0) for _, r in items]
+
+def test_chance_gate_leaves_out_position_readers_and_coin_flippers():
+    pairs = PAIRS * 5  # 40 pairs
+    biased = decider_check(Letter('A'), pairs, method='rlaif')
+    assert (biased['n'], biased['accuracy'], biased['position bias']) == (40, 0.5, 1.0)
+    assert at_chance(biased).startswith('position bias 1.00 > 0.9')
+    right = {p['chosen'][0]['content']: 1.0 for p in PAIRS}
+    good = decider_check(Table(right), pairs)
+    assert (good['accuracy'], good['position bias'], at_chance(good)) == (1.0, None, None)
+    flat = decider_check(Table({}), pairs)  # every score equal: every pair a tie, counted half
+    assert flat['accuracy'] == 0.5 and 'covers 0.5 (n=40)' in at_chance(flat)
+
+def test_gated_methods_reads_the_gate_and_refuses_to_leave_nothing(tmp_path):
+    cfg = Config(run_dir=str(tmp_path))
+    assert gated_methods(cfg, ['almost', 'rlaif']) == ['almost', 'rlaif']  # no gate ran: every method
+    write_json({'left out': {'rlaif': 'position bias 1.00 > 0.9 (n=40)'}, 'checks': []}, tmp_path/'chance_gate.json')
+    said = []
+    assert gated_methods(cfg, ['almost', 'rlaif'], log=said.append) == ['almost']
+    assert said == ["rlaif is left out of training: its decider's position bias 1.00 > 0.9 (n=40)"]
+    with pytest.raises(DataError, match="every method of \\['rlaif'\\] is at chance"): gated_methods(cfg, ['rlaif'])

@@ -2,9 +2,9 @@
 import json, subprocess, time
 from pathlib import Path
 import pytest, yaml
-from synthbook.core import TINY_MODEL, Config, load_recipe
+from synthbook.core import TINY_MODEL, Config, batch_plan, load_recipe
 from synthbook.data import write_jsonl
-from synthbook.dpo import batch_plan, train_policy
+from synthbook.dpo import train_policy
 from synthbook.feedback import make_pair
 from synthbook.run import ChainError, launch
 from conftest import ROOT, BIN

@@ -26,6 +26,8 @@ def check_smoke_run(tmp_path):
     assert len(words) > 20 * len(gens) and sum(w.lower() in common for w in words) / len(words) > 0.1
     stats = rec['metrics']['generation_stats']
     assert stats['new_tokens'] > 0 and stats['tokens_per_second'] > 0
+    # every response says whether it stopped at max_new_tokens, and the counts agree
+    assert all(isinstance(g['truncated'], bool) for g in gens) and stats['truncated'] == sum(g['truncated'] for g in gens)
     for stage in rec['stages']:
         nb = json.loads((tmp_path/'notebooks'/f'{stage}.ipynb').read_text())
         assert not [o for c in nb['cells'] for o in c.get('outputs', []) if o['output_type'] == 'error']
@@ -33,12 +35,18 @@ def check_smoke_run(tmp_path):
     qa = rec['metrics']['feedback_stats']['qa']
     assert set(qa) == {'almost', 'rlaif', 'west_of_n', 'dpf'} and all(q['pairs out'] > 0 for q in qa.values())
     assert qa['dpf']['mention chosen'] == 0 and qa['dpf']['mention rejected'] == 1
+    assert all(0 <= q['truncated chosen'] <= 1 and 0 <= q['truncated rejected'] <= 1 for q in qa.values())
     rates = rec['metrics']['feedback_stats']['pink_elephant_mention_rate']
     # the Pink Elephant problem is there to fix: told not to, the model names the entity anyway (0.56 of all 336
     # prompts at 64 tokens, greedy)
     assert rates['with the instruction'] > 0.25
     rm = rec['metrics']['reward_stats']
-    assert rm['train_pairs'] + rm['too_long'] == rec['metrics']['feedback_stats']['pairs_train']
+    # the chance gate checked chapter 03's judge and scorer on the labelled pairs; the reward model trained on the rest
+    gate = rm['chance_gate']
+    assert {c['method'] for c in gate['checks']} == {'rlaif', 'west_of_n'}
+    assert all(c['n'] == (rec['parameters']['n_eval_pairs'] or 40) for c in gate['checks'])
+    assert set(rm['methods']) == set(rec['parameters']['rm_methods']) - set(gate['left out'])
+    assert rm['train_pairs'] + rm['too_long'] <= rec['metrics']['feedback_stats']['pairs_train']
     assert rm['accuracy']['labelled/all']['n'] == (rec['parameters']['n_eval_pairs'] or 40)
     controls = {c['method']: c for c in rm['controls']}
     assert 'dpf' in controls and set(controls) <= {'dpf', 'almost'}
