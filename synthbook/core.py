@@ -264,7 +264,7 @@ def _check_together(cfg):
     for key in ('stages', 'rm_methods', 'dpo_methods'):
         if not getattr(cfg, key): raise RecipeError(f"key {key!r} must name at least one value")
     try: batch_plan(cfg.global_batch_size, cfg.device_batch_size, cfg.num_processes)
-    except ValueError as e: raise RecipeError(str(e)) from None
+    except ValueError as e: raise RecipeError(f"keys 'global_batch_size' and 'num_processes': {e}") from None
     losses = trl_loss_types()
     if losses and cfg.dpo_loss_type not in losses:
         raise RecipeError(f"key 'dpo_loss_type': {cfg.dpo_loss_type!r} is not one of the installed TRL's "
