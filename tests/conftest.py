@@ -13,3 +13,23 @@ def run_cli(tmp_path):
         return subprocess.run([str(BIN/'synthbook'), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, **(env or {})}, timeout=1500)
     return run
+
+def tiny_chain(out, *extra) -> list[str]:
+    "The `synthbook run` command line of the smoke recipe on the tiny random model, small enough for every test."
+    return [str(BIN/'synthbook'), 'run', 'recipes/smoke.yaml', '--set', 'model=tiny-random', '--set', 'n_prompts=12',
+            '--set', 'max_new_tokens=8', '--run-dir', str(out), *extra]
+
+@pytest.fixture(scope='session')
+def tiny_prefix(tmp_path_factory):
+    "A finished tiny run of chapters 00-02, made once per session: tests copy it instead of running those chapters again."
+    out = tmp_path_factory.mktemp('tiny_prefix')/'run'
+    r = subprocess.run(tiny_chain(out, '--stages', '00_core,01_data,02_generate'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+@pytest.fixture
+def from_tiny_prefix(tiny_prefix, tmp_path):
+    "A fresh copy of `tiny_prefix` at `tmp_path/'run'`."
+    import shutil
+    return Path(shutil.copytree(tiny_prefix, tmp_path/'run'))

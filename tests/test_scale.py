@@ -7,7 +7,7 @@ from synthbook.data import write_jsonl
 from synthbook.dpo import train_policy
 from synthbook.feedback import make_pair
 from synthbook.run import ChainError, launch
-from conftest import ROOT, BIN
+from conftest import ROOT, BIN, tiny_chain
 
 def write_pairs(d:Path, n_train:int=8, n_heldout:int=4):
     pair = lambda i, split: make_pair({'prompt': f'Name a colour, please ({i}).'}, f'Blue, the colour of the sky ({i}).',
@@ -56,40 +56,33 @@ def kill_tree(pid:int):
         except psutil.NoSuchProcess: pass
     psutil.wait_procs(procs, timeout=30)
 
-def _run(out, *extra):
-    return [str(BIN/'synthbook'), 'run', 'recipes/smoke.yaml', '--set', 'model=tiny-random', '--set', 'n_prompts=12',
-            '--set', 'max_new_tokens=8', '--run-dir', str(out), *extra]
-
-def test_killed_run_resumes_without_redoing_finished_stages(tmp_path):
-    out, stages = tmp_path/'run', '00_core,01_data,02_generate,03_synthetic_feedback'
-    p = subprocess.Popen(_run(out, '--stages', stages), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         )
-    try:
+def test_killed_run_resumes_without_redoing_finished_stages(from_tiny_prefix):
+    out, stages = from_tiny_prefix, '00_core,01_data,02_generate,03_synthetic_feedback'
+    p = subprocess.Popen(tiny_chain(out, '--stages', stages), cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:  # chapters 00-02 finished in the copied run, so the runner skips them and starts 03: papermill writes its notebook
         deadline = time.time() + 600
-        while time.time() < deadline and p.poll() is None:
-            rec = json.loads((out/'run.json').read_text()) if (out/'run.json').exists() else {}
-            if rec.get('stages', {}).get('02_generate', {}).get('status') == 'ok': break
+        while time.time() < deadline and p.poll() is None and not (out/'notebooks'/'03_synthetic_feedback.ipynb').exists():
             time.sleep(0.2)
+        time.sleep(1)
         assert p.poll() is None, 'the run finished before it could be killed'
         kill_tree(p.pid)  # the runner and its kernel, mid chapter 03
     finally:
         if p.poll() is None: kill_tree(p.pid)
         p.wait()
     assert '03_synthetic_feedback' not in json.loads((out/'run.json').read_text())['stages']
-    r = subprocess.run(_run(out, '--stages', stages), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(tiny_chain(out, '--stages', stages), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     for s in ('00_core', '01_data', '02_generate'): assert f'[{s}] skipped' in r.stdout
     assert '[03_synthetic_feedback] done' in r.stdout
     rec = json.loads((out/'run.json').read_text())
     assert rec['status'] == 'ok' and [s for s, v in rec['stages'].items() if v.get('skipped')] == ['00_core', '01_data', '02_generate']
     # a parameter only chapter 02 takes re-runs chapter 02 and everything after it, nothing before
-    r = subprocess.run(_run(out, '--stages', stages, '--set', 'top_p=0.9'), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(tiny_chain(out, '--stages', stages, '--set', 'top_p=0.9'), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and '[01_data] skipped' in r.stdout and '[02_generate] done' in r.stdout and '[03_synthetic_feedback] done' in r.stdout
 
-def test_sweep_runs_one_point_per_value_from_a_finished_run(tmp_path):
-    base = tmp_path/'base'
-    r = subprocess.run(_run(base, '--stages', '00_core,01_data,02_generate'), cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
+def test_sweep_runs_one_point_per_value_from_a_finished_run(tiny_prefix, tmp_path):
+    base = tiny_prefix  # chapters 00-02, finished; the sweep copies it and leaves it as it was
     r = subprocess.run([str(BIN/'synthbook'), 'sweep', 'recipes/smoke.yaml', '--set', 'model=tiny-random', '--set', 'n_prompts=12',
                         '--stages', '00_core,01_data,02_generate', '--grid', 'max_new_tokens=4,6', '--from', str(base),
                         '--run-dir', str(tmp_path/'sw')], cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -1,6 +1,7 @@
 import json, re
 import pytest
 from synthbook.data import read_jsonl
+from synthbook.run import sha256_file
 
 # The smoke recipe at about half its work, so that `make test` keeps inside CI's time: every stage and every method still
 # runs on the real model, on fewer prompts, pairs and tokens (`make smoke` runs it at full size)
@@ -16,6 +17,7 @@ def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
     check_smoke_run(tmp_path)
 
 def check_smoke_run(tmp_path):
+    check_run_folder(tmp_path)
     rec = json.loads((tmp_path/'run.json').read_text())
     assert rec['status'] == 'ok' and rec['parameters']['model'] == 'smollm2-135m-instruct'
     gens = read_jsonl(tmp_path/'generations.jsonl', kind=None)
@@ -88,3 +90,51 @@ def check_smoke_run(tmp_path):
     assert '_Not run' not in report and '04 positive control, dpf alone' in report and '→' in report
     assert '07 mention rate, Pink Elephant, unseen entities, instructed' in report
     assert all((tmp_path/'figures'/f'{f}.png').exists() for f in ('reward_accuracy', 'judge_accuracy', 'win_rates', 'mention_rates'))
+
+def check_run_folder(out):
+    "What any finished run of the smoke recipe's chain leaves in its folder, whatever the model and sizes."
+    rec = json.loads((out/'run.json').read_text())
+    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate', '03_synthetic_feedback',
+                                                             '04_reward_model', '05_generative_reward_models', '06_dpo',
+                                                             '07_evaluate']
+    assert all(s['status'] == 'ok' and s['seconds'] > 0 for s in rec['stages'].values())
+    assert rec['env']['transformers'] and rec['env']['torch']
+    for name, digest in rec['artifacts'].items(): assert sha256_file(out/name) == digest
+    assert {'env.json', 'prompts_train.jsonl', 'generations.jsonl', 'generation_stats.json'} <= set(rec['artifacts'])
+    model = rec['parameters']['model']
+    for nb in rec['stages']:  # papermill put the recipe's values into each chapter's parameters
+        executed = json.loads((out/'notebooks'/f'{nb}.ipynb').read_text())
+        injected = [c for c in executed['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
+        assert injected and model in ''.join(injected[0]['source']) or nb == '01_data'
+    prompts = [p for s in ('train', 'heldout') for p in read_jsonl(out/f'prompts_{s}.jsonl', kind='prompts')]
+    gens = read_jsonl(out/'generations.jsonl', kind=None)
+    assert len(gens) == rec['parameters']['n_samples'] * len(prompts) == rec['metrics']['generation_stats']['sequences']
+    # chapter 03: every pair is valid, names its method and split, and sits in the file of its split
+    qa = rec['metrics']['feedback_stats']['qa']
+    for split in ('train', 'heldout'):
+        pairs = read_jsonl(out/f'pairs_{split}.jsonl')
+        assert pairs and all(p['meta']['split'] == split and p['method'] in qa for p in pairs)
+    assert sum(q['pairs out'] for q in qa.values()) == sum(len(read_jsonl(out/f'pairs_{s}.jsonl')) for s in ('train', 'heldout'))
+    for method in qa: assert (out/f'{method}.md').exists()
+    # chapter 04: a saved reward model and accuracies with intervals on both evaluation sets
+    acc = rec['metrics']['reward_stats']['accuracy']
+    assert {'held-out synthetic/all', 'labelled/all'} <= set(acc)
+    assert all(0 <= a['ci low'] <= a['accuracy'] <= a['ci high'] <= 1 for a in acc.values())
+    assert (out/'reward_model'/'adapter_model.safetensors').exists()
+    # chapter 05: all six judges compared on the same pairs of both sets, and the trained judges saved
+    rows = rec['metrics']['genrm_stats']['comparison']
+    judges = {'Bradley-Terry RM', 'zero-shot judge', 'GenRM', 'CoT-GenRM', 'STaR-SFT', 'STaR-DPO'}
+    assert {r['judge'] for r in rows} == judges and len(rows) == 2 * len(judges)
+    for r in rows:
+        assert r.get('note') or (0 <= r['ci low'] <= r['accuracy'] <= r['ci high'] <= 1 and r['s / 100 judgments'] > 0)
+    assert (out/'judges'/'genrm'/'synthbook_judge.json').exists()
+    # chapter 06: a policy trained with the recipe's global batch and saved with its base model recorded
+    d = rec['metrics']['dpo_stats']
+    assert d['batch'] == {'per device': 1, 'accumulation': 8, 'processes': 1, 'global': 8} and d['steps'] >= 1
+    assert json.loads((out/'policy'/'synthbook_policy.json').read_text())['base_model'] == model
+    # chapter 07: win rates by both judges, mention rates and lengths, and a report with every chapter in it
+    e = rec['metrics']['eval_stats']
+    assert len(e['win_rates']) == 4 and len(e['mention_rates']) == 4 and len(e['lengths']) == 5
+    assert len(read_jsonl(out/'eval_responses.jsonl', kind=None)) == sum(e['prompts'].values())
+    report = (out/'report.md').read_text()
+    assert '_Not run' not in report and '## What each step bought' in report and '| 00_core | ok |' in report
