@@ -21,7 +21,7 @@ def tiny_chain(out, *extra) -> list[str]:
 
 @pytest.fixture(scope='session')
 def tiny_prefix(tmp_path_factory):
-    "A finished tiny run of chapters 00-02, made once per session: tests copy it instead of running those chapters again."
+    "A finished tiny run of chapters 00-02, made once per session: tests copy it instead of running them again."
     out = tmp_path_factory.mktemp('tiny_prefix')/'run'
     r = subprocess.run(tiny_chain(out, '--stages', '00_core,01_data,02_generate'), cwd=ROOT, capture_output=True,
                        text=True, timeout=900)

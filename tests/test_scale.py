@@ -60,9 +60,10 @@ def test_killed_run_resumes_without_redoing_finished_stages(from_tiny_prefix):
     out, stages = from_tiny_prefix, '00_core,01_data,02_generate,03_synthetic_feedback'
     p = subprocess.Popen(tiny_chain(out, '--stages', stages), cwd=ROOT, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    try:  # chapters 00-02 finished in the copied run, so the runner skips them and starts 03: papermill writes its notebook
+    started = out/'notebooks'/'03_synthetic_feedback.ipynb'  # papermill writes it as chapter 03 starts
+    try:  # chapters 00-02 finished in the copied run, so the runner skips them and starts 03
         deadline = time.time() + 600
-        while time.time() < deadline and p.poll() is None and not (out/'notebooks'/'03_synthetic_feedback.ipynb').exists():
+        while time.time() < deadline and p.poll() is None and not started.exists():
             time.sleep(0.2)
         time.sleep(1)
         assert p.poll() is None, 'the run finished before it could be killed'
@@ -78,7 +79,8 @@ def test_killed_run_resumes_without_redoing_finished_stages(from_tiny_prefix):
     rec = json.loads((out/'run.json').read_text())
     assert rec['status'] == 'ok' and [s for s, v in rec['stages'].items() if v.get('skipped')] == ['00_core', '01_data', '02_generate']
     # a parameter only chapter 02 takes re-runs chapter 02 and everything after it, nothing before
-    r = subprocess.run(tiny_chain(out, '--stages', stages, '--set', 'top_p=0.9'), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(tiny_chain(out, '--stages', stages, '--set', 'top_p=0.9'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
     assert r.returncode == 0 and '[01_data] skipped' in r.stdout and '[02_generate] done' in r.stdout and '[03_synthetic_feedback] done' in r.stdout
 
 def test_sweep_runs_one_point_per_value_from_a_finished_run(tiny_prefix, tmp_path):

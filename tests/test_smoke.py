@@ -94,9 +94,9 @@ def check_smoke_run(tmp_path):
 def check_run_folder(out):
     "What any finished run of the smoke recipe's chain leaves in its folder, whatever the model and sizes."
     rec = json.loads((out/'run.json').read_text())
-    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate', '03_synthetic_feedback',
-                                                             '04_reward_model', '05_generative_reward_models', '06_dpo',
-                                                             '07_evaluate']
+    assert rec['status'] == 'ok' and list(rec['stages']) == ['00_core', '01_data', '02_generate',
+                                                             '03_synthetic_feedback', '04_reward_model',
+                                                             '05_generative_reward_models', '06_dpo', '07_evaluate']
     assert all(s['status'] == 'ok' and s['seconds'] > 0 for s in rec['stages'].values())
     assert rec['env']['transformers'] and rec['env']['torch']
     for name, digest in rec['artifacts'].items(): assert sha256_file(out/name) == digest
@@ -114,7 +114,8 @@ def check_run_folder(out):
     for split in ('train', 'heldout'):
         pairs = read_jsonl(out/f'pairs_{split}.jsonl')
         assert pairs and all(p['meta']['split'] == split and p['method'] in qa for p in pairs)
-    assert sum(q['pairs out'] for q in qa.values()) == sum(len(read_jsonl(out/f'pairs_{s}.jsonl')) for s in ('train', 'heldout'))
+    pairs_out = sum(len(read_jsonl(out/f'pairs_{s}.jsonl')) for s in ('train', 'heldout'))
+    assert sum(q['pairs out'] for q in qa.values()) == pairs_out
     for method in qa: assert (out/f'{method}.md').exists()
     # chapter 04: a saved reward model and accuracies with intervals on both evaluation sets
     acc = rec['metrics']['reward_stats']['accuracy']
