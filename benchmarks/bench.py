@@ -7,6 +7,10 @@ Rows (see `common.py` for their fields; `speedup` > 1 means synthbook's path is 
 - `greedy-64`: the same for greedy decoding, with the correctness guard: the share of sequences identical token for token
   to stock in fp32 (the same math, so it should be 1.0), the share in the chain's dtype, and the mean NLL of each side's
   greedy output under that model;
+- `greedy-lora-64`: greedy decoding from a LoRA policy (r16 on all linear layers, a nonzero update), stock
+  `model.generate` through peft's adapters vs `LoopBackend` on chapter 00's `plain_copy` (the adapter merged into an
+  fp32 copy; a 16-bit model keeps its adapter), with the share of identical sequences and the loop through peft
+  alone as the middle step;
 - `judging`: seconds per 100 next-token verdict read-outs (both orders of 50 comparisons), chapter 03's
   `next_token_probs` vs a stock per-batch forward;
 - `dpo`: seconds per training pair (trainer set-up included) and peak RSS of chapter 06's `dpo_args` vs TRL's
@@ -16,11 +20,12 @@ Rows (see `common.py` for their fields; `speedup` > 1 means synthbook's path is 
   step's loss by about 0.01, so the project's distance from stock is read against the control's;
 - `chain-<stage>`: a smoke run's per-stage seconds from its `run.json` (`--run`), when there is one.
 
-Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke] [--only sampling,greedy,judging,dpo]
+Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke]
+       [--only sampling,greedy,greedy-lora,judging,dpo]
 """
 
 from __future__ import annotations
-import argparse, json, math, os, subprocess, sys, tempfile, time
+import argparse, copy, json, math, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import torch
@@ -28,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import matmul_flops, model_flops_per_token, print_table, row, timed, write_bench  # noqa: E402
 
-from synthbook.core import BUNDLED_MODEL, load_model, pick_dtype, seed_everything  # noqa: E402
+from synthbook.core import BUNDLED_MODEL, add_lora, load_model, pick_dtype, plain_copy, seed_everything  # noqa: E402
 from synthbook.data import load_prompts  # noqa: E402
 from synthbook.generate import LoopBackend, TransformersBackend, as_messages  # noqa: E402
 
@@ -129,6 +134,38 @@ def greedy_row(model, tok, peak_flops: float, n_prompts: int = 32, batch: int = 
         **{f'nll_stock_{short}': round(nll_of(model, tok, prompts, [o for [o] in stock_out]), 4)},
         **{f'nll_loop_{short}': round(nll_of(model, tok, prompts, [o for [o] in loop_out]), 4)},
         sequences=n_prompts,
+    )
+
+
+def greedy_lora_row(model, tok, peak_flops: float, n_prompts: int = 32, batch: int = 16, tokens: int = 64) -> dict:
+    "Greedy decoding from a LoRA policy: stock `generate` through peft vs the loop on a merged `plain_copy`."
+    seed_everything(0)
+    policy = add_lora(copy.deepcopy(model))
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if 'lora_B' in n:
+                p.normal_(0, 0.02)  # a trained-looking update: B = 0 would make the adapter a no-op
+    prompts, flops = prompts_for(n_prompts), model_flops_per_token(model)
+    kw = dict(max_new_tokens=tokens, temperature=0)
+    stock_tps, stock_out = throughput(TransformersBackend(policy, tok, batch, progress=False), prompts, **kw)
+    peft_loop_tps, _ = throughput(LoopBackend(policy, tok, batch, progress=False), prompts, **kw)
+    t0 = time.perf_counter()
+    plain = plain_copy(policy)
+    copy_seconds = time.perf_counter() - t0
+    tps, out = throughput(LoopBackend(plain, tok, batch, progress=False), prompts, **kw)
+    same = [a == b for a, b in zip(stock_out, out)]
+    return row(
+        'greedy-lora-64',
+        'new tokens/s',
+        stock_tps,
+        tps,
+        bound_share=tps * flops / peak_flops,
+        merged=plain is not policy,
+        loop_through_peft_tps=round(peft_loop_tps, 1),
+        copy_seconds=round(copy_seconds, 2),
+        identical=round(sum(same) / len(same), 3),
+        sequences=n_prompts,
+        batch=batch,
     )
 
 
@@ -290,7 +327,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', default='runs/bench')
     ap.add_argument('--run', default='runs/smoke', help='a finished run whose run.json gives the chain-<stage> rows')
-    ap.add_argument('--only', default='sampling,greedy,judging,dpo')
+    ap.add_argument('--only', default='sampling,greedy,greedy-lora,judging,dpo')
     ap.add_argument('--dpo-side'), ap.add_argument('--pairs')
     a = ap.parse_args()
     if a.dpo_side:  # a child process of dpo_row
@@ -314,6 +351,8 @@ def main():
             rows += sampled
     if 'greedy' in only:
         rows.append(greedy_row(model, tok, peak))
+    if 'greedy-lora' in only:
+        rows.append(greedy_lora_row(model, tok, peak))
     if 'judging' in only:
         rows.append(judging_row(model, tok, samples))
     del model

@@ -7,7 +7,7 @@ Docs: https://synthbook.github.io/synthbook/core.html.md"""
 # %% ../nbs/00_core.ipynb #1e95c8c7
 from __future__ import annotations
 import difflib, functools, importlib.metadata, importlib.util, json, logging, os, platform, random, re, shutil, time
-import typing, warnings
+import copy, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -26,7 +26,7 @@ __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHA
            'load_recipe', 'error_of', 'accelerate_config_path', 'check_machine', 'seed_everything', 'package_versions',
            'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError',
            'bundled_gguf', 'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype',
-           'nf4_config', 'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'write_json']
+           'nf4_config', 'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'write_json']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -539,6 +539,22 @@ def add_lora(model,
     for p in model.parameters():  # trainable weights in fp32: bf16 rounds small optimizer updates away
         if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16): p.data = p.data.float()
     return model
+
+# %% ../nbs/00_core.ipynb #0becbc73
+def plain_copy(model,
+               with_adapter:bool=True,  # merge the adapter in (the trained model), or drop it (the base model)
+              ):
+    ("A plain `transformers` copy of a peft `model` for inference: its LoRA adapter merged into the weights, or "
+     "dropped. A model without adapters comes back as is, and so does one whose base weights are not fp32 when asked "
+     "to merge: rounding W + BA to 16 or 4 bits would lose most of a small update.")
+    from peft import PeftModel
+    if not isinstance(model, PeftModel): return model
+    if with_adapter and model.get_base_model().dtype != torch.float32: return model
+    twin = copy.deepcopy(model)
+    plain = twin.merge_and_unload() if with_adapter else twin.unload()
+    # a trainer can leave a wrapped `forward` on the instance whose closure still calls the original model
+    vars(plain).pop('forward', None)
+    return plain.eval()
 
 # %% ../nbs/00_core.ipynb #b1461c01
 def write_json(obj, path:Path) -> Path:

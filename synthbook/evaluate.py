@@ -6,9 +6,10 @@ Docs: https://synthbook.github.io/synthbook/evaluate.html.md"""
 
 # %% ../nbs/07_evaluate.ipynb #5e4cc7c2
 from __future__ import annotations
-import json, math, time
+import itertools, json, math, time
 from pathlib import Path
 import numpy as np
+from .core import plain_copy
 from .data import DataError, text_of
 from .feedback import Judge, judge_both_orders, mentions_avoided, principle_of, word_count
 from .generate import LoopBackend, as_messages
@@ -16,19 +17,36 @@ from .dpo import save_figure
 from .reward import accuracy_row, credit, wilson_interval
 
 # %% auto #0
-__all__ = ['REPORT_SECTIONS', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact', 'mention_row',
-           'distinct_n', 'length_row', 'avoidance_rows', 'ci_plot', 'md_table', 'write_report']
+__all__ = ['REPORT_SECTIONS', 'greedy_answers', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact',
+           'mention_row', 'distinct_n', 'length_row', 'avoidance_rows', 'ci_plot', 'md_table', 'write_report']
 
 # %% ../nbs/07_evaluate.ipynb #9e857f8f
+def greedy_answers(model, tokenizer,
+                   sets:dict[str, list[list[dict]]],  # set name to its conversations
+                   max_new_tokens:int=64, batch_size:int=16,
+                  ) -> dict[str, list[str]]:  # set name to its responses, in order
+    "Greedy responses of `model` to every set, generated together in full batches (sorted by length) and split by set."
+    flat = [c for convs in sets.values() for c in convs]
+    answers = LoopBackend(model, tokenizer, batch_size, progress=False).generate(flat, 1, max_new_tokens, temperature=0)
+    it = iter(o for [o] in answers)
+    return {k: list(itertools.islice(it, len(convs))) for k, convs in sets.items()}
+
+# %% ../nbs/07_evaluate.ipynb #22932420
 def before_after(policy, tokenizer,
-                 convs:list[list[dict]],  # conversations to answer, system message included where there is one
+                 sets:dict[str, list[list[dict]]],  # set name to conversations (system message included, if any)
                  max_new_tokens:int=64, batch_size:int=16,
-                ) -> tuple[list[str], list[str]]:  # (base responses, policy responses)
-    "Greedy responses of the base model (adapter off) and of the policy (adapter on) to the same conversations."
-    gen = LoopBackend(policy, tokenizer, batch_size, progress=False)
-    answer = lambda: [o for [o] in gen.generate(convs, 1, max_new_tokens, temperature=0)]
-    with policy.disable_adapter(): base = answer()
-    return base, answer()
+                 before:dict[str, list[str]]|None=None,  # base responses already known, by set name
+                ) -> dict[str, tuple[list[str], list[str]]]:  # set name to (base responses, policy responses)
+    ("Greedy responses of the base (adapter dropped) and of the policy (adapter merged in) to every set, "
+     "from plain copies of the peft `policy`; sets named in `before` reuse those base responses.")
+    before = {k: v for k, v in (before or {}).items() if k in sets}
+    todo = {k: convs for k, convs in sets.items() if k not in before}
+    if todo:
+        base = plain_copy(policy, with_adapter=False)
+        before |= greedy_answers(base, tokenizer, todo, max_new_tokens, batch_size)
+        del base  # one copy of the weights at a time
+    after = greedy_answers(plain_copy(policy), tokenizer, sets, max_new_tokens, batch_size)
+    return {k: (before[k], after[k]) for k in sets}
 
 # %% ../nbs/07_evaluate.ipynb #60dfb80f
 def sign_test(k:int, m:int) -> float:
@@ -106,20 +124,18 @@ def avoidance_rows(policy, tokenizer,
                   ) -> tuple[list[dict], dict[str, tuple[list[str], list[str]]]]:  # (rows, responses by label)
     ("Mention rate, length and distinct-2 of `policy` against its base on each set, with the instruction and without: "
      "one row per set and condition, labelled '<set>, instructed' or '<set>, no instruction'.")
-    gen = LoopBackend(policy, tokenizer, batch_size, progress=False)
-    rows, responses = [], {}
-    for name, pink_rows in pink.items():
-        for told in (True, False):
-            label = f"{name}, {'instructed' if told else 'no instruction'}"
-            convs = [as_messages(r, principle_of(r)) if told else as_messages(r) for r in pink_rows]
-            if base and label in base:
-                before, after = base[label], [o for [o] in gen.generate(convs, 1, max_new_tokens, temperature=0)]
-            else: before, after = before_after(policy, tokenizer, convs, max_new_tokens, batch_size)
-            size = length_row(before, after)
-            rows.append(mention_row(pink_rows, before, after, set=label) |
-                        {k: size[k] for k in ('words before', 'words after', 'empty after', 'distinct-2 before',
-                                              'distinct-2 after')})
-            responses[label] = (before, after)
+    labelled = {f"{name}, {'instructed' if told else 'no instruction'}":
+                (pink_rows, [as_messages(r, principle_of(r)) if told else as_messages(r) for r in pink_rows])
+                for name, pink_rows in pink.items() for told in (True, False)}
+    responses = before_after(policy, tokenizer, {k: convs for k, (_, convs) in labelled.items()}, max_new_tokens,
+                             batch_size, base)
+    rows = []
+    for label, (pink_rows, _) in labelled.items():
+        before, after = responses[label]
+        size = length_row(before, after)
+        rows.append(mention_row(pink_rows, before, after, set=label) |
+                    {k: size[k] for k in ('words before', 'words after', 'empty after', 'distinct-2 before',
+                                          'distinct-2 after')})
     return rows, responses
 
 # %% ../nbs/07_evaluate.ipynb #cf2bab15

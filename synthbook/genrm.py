@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, math, re, time
 from pathlib import Path
 import numpy as np, torch
-from .core import Config, add_lora, load_model, write_json
+from .core import Config, add_lora, load_model, plain_copy, write_json
 from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
@@ -328,13 +328,13 @@ def save_judge(model, tokenizer, path:Path, spec:str, kind:str, system:str) -> P
     return path
 
 def load_judge(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False, **cot) -> Judge:
-    ("A saved judge, ready to `judge(prompt, a, b)`; "
+    ("A saved judge, ready to `judge(prompt, a, b)`, its adapter merged in where the weights are fp32 (`plain_copy`); "
      "`cot` passes sampling options (k, max_new_tokens, ...) to a `CoTJudge`.")
     from peft import PeftModel
     path = Path(path)
     if not (path/'synthbook_judge.json').exists(): raise DataError(f"{path}: not a saved synthbook judge")
     meta = json.loads((path/'synthbook_judge.json').read_text())
     base, tok = load_model(meta['base_model'], dtype, device, load_in_4bit)
-    m = PeftModel.from_pretrained(base, path).eval()
+    m = plain_copy(PeftModel.from_pretrained(base, path).eval())
     if meta['kind'] == 'verdict': return PromptedJudge(m, tok, 'logits', system=meta['system'])
     return CoTJudge(m, tok, system=meta['system'], name=path.name, **cot)

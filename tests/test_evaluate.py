@@ -63,6 +63,11 @@ def test_before_after_switches_only_the_adapter():
     base_model, _ = load_model(TINY_MODEL, 'float32', 'cpu')
     from synthbook.generate import TransformersBackend
     convs = [[{'role': 'user', 'content': 'Hello there'}], [{'role': 'user', 'content': 'Name a fruit'}]]
-    base, tuned = before_after(policy, tok, convs, max_new_tokens=6)
+    res = before_after(policy, tok, {'one': convs[:1], 'both': convs}, max_new_tokens=6)
+    (base1, tuned1), (base, tuned) = res['one'], res['both']
     plain = [o for [o] in TransformersBackend(base_model, tok, progress=False).generate(convs, 1, 6, temperature=0)]
-    assert base == plain and tuned != base
+    assert base == plain and tuned != base and base1 == base[:1] and tuned1 == tuned[:1]
+    assert type(policy).__name__.startswith('Peft')  # answered from plain copies, the policy itself untouched
+    # base responses already known are reused, not generated again
+    known = before_after(policy, tok, {'both': convs}, max_new_tokens=6, before={'both': ['x', 'y'], 'other': ['z']})
+    assert known == {'both': (['x', 'y'], tuned)}

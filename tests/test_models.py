@@ -1,6 +1,6 @@
 import pytest, torch
 from synthbook.core import (load_model, resolve_model, ModelError, pick_dtype, pick_device, bundled_model_dir, add_lora,
-                            TINY_MODEL, Config, seed_everything)
+                            plain_copy, TINY_MODEL, Config, seed_everything)
 
 def test_bundled_model_is_cached_as_bf16_safetensors():
     d = bundled_model_dir()
@@ -62,3 +62,27 @@ def test_lora_starts_at_the_base_model():
     assert torch.allclose(base, adapted)
     trainable, total = peft_model.get_nb_trainable_parameters()
     assert 0 < trainable < total
+
+def test_plain_copy_merges_or_drops_the_adapter_and_leaves_the_model_alone():
+    base, _ = load_model(TINY_MODEL, dtype='float32')
+    torch.manual_seed(0)
+    tuned = add_lora(load_model(TINY_MODEL, dtype='float32')[0], r=4, alpha=8)
+    with torch.no_grad():
+        for n, p in tuned.named_parameters():
+            if 'lora_B' in n: p.normal_(0, 0.5)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    merged, dropped = plain_copy(tuned), plain_copy(tuned, with_adapter=False)
+    with torch.no_grad():
+        peft_out, merged_out = tuned(input_ids=ids).logits, merged(input_ids=ids).logits
+        assert (peft_out - merged_out).abs().max() < 1e-4 and (peft_out - base(input_ids=ids).logits).abs().max() > 1e-2
+        assert torch.equal(dropped(input_ids=ids).logits, base(input_ids=ids).logits)
+    assert not hasattr(merged, 'peft_config') and not hasattr(dropped, 'peft_config')
+    assert any('lora_B' in n for n, _ in tuned.named_parameters())  # the peft model keeps its adapter
+    assert plain_copy(base) is base
+    calls, inner = [], tuned.get_base_model()
+    original = inner.forward
+    inner.forward = lambda *a, **k: calls.append(1) or original(*a, **k)  # as a trainer's wrapper leaves it
+    with torch.no_grad(): plain_copy(tuned)(input_ids=ids)
+    assert not calls  # the copy runs its own weights, not the original model through a copied closure
+    half = add_lora(load_model(TINY_MODEL, dtype='bfloat16')[0], r=4, alpha=8)
+    assert plain_copy(half) is half and plain_copy(half, with_adapter=False) is not half
