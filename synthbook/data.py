@@ -11,10 +11,10 @@ from pathlib import Path
 from .core import Config
 
 # %% auto #0
-__all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages', 'text_of', 'check_prompt',
-           'check_pair', 'read_jsonl', 'write_jsonl', 'to_dataset', 'from_dataset', 'asset_path', 'unit_hash',
-           'sample_rows', 'load_prompts', 'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split',
-           'load_pairs']
+__all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages', 'text_of',
+           'check_messages', 'check_prompt', 'check_pair', 'read_jsonl', 'write_jsonl', 'to_dataset', 'from_dataset',
+           'asset_path', 'unit_hash', 'sample_rows', 'load_prompts', 'load_prompts_from', 'split_rows',
+           'sample_entities', 'entity_split', 'load_pairs']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):
@@ -32,11 +32,31 @@ def text_of(x) -> str:
     "The text of a string or of the contents of chat messages."
     return x if isinstance(x, str) else '\n'.join(m['content'] for m in x)
 
+# %% ../nbs/01_data.ipynb #c9b3a1cd
+ROLES = ('system', 'user', 'assistant')
+
+def check_messages(messages:list, key:str, where:str='row',
+                   reply:bool=False,  # the messages are a response: the last one must be the assistant's
+                  ) -> list:
+    "Return `messages` if each has a known role and text content, else raise `DataError` naming the field and message."
+    if not messages: raise DataError(f"{where}: field {key!r} is an empty list of messages")
+    for j, m in enumerate(messages, 1):
+        if not isinstance(m, dict): raise DataError(f"{where}: field {key!r} message {j} must be an object")
+        if m.get('role') not in ROLES:
+            raise DataError(f"{where}: field {key!r} message {j} has role {m.get('role')!r}; "
+                            f"roles are {', '.join(ROLES)}")
+        if not isinstance(m.get('content'), str):
+            raise DataError(f"{where}: field {key!r} message {j} ({m['role']}) has no text 'content'")
+    if reply and messages[-1]['role'] != 'assistant':
+        raise DataError(f"{where}: field {key!r} must end with an assistant message, not {messages[-1]['role']!r}")
+    return messages
+
 # %% ../nbs/01_data.ipynb #1b32302e
 def _check_text(row, key, where):
     if key not in row: raise DataError(f"{where}: missing field {key!r}")
     v = row[key]
-    if not (isinstance(v, str) or is_messages(v)):
+    if isinstance(v, list): check_messages(v, key, where, reply=key in PAIR_FIELDS[1:])
+    elif not isinstance(v, str):
         raise DataError(f"{where}: field {key!r} must be text or a list of chat messages, got {type(v).__name__}")
     if not text_of(v).strip(): raise DataError(f"{where}: field {key!r} is empty")
 
@@ -69,8 +89,13 @@ def read_jsonl(path:str|Path,  # a .jsonl file
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: no such file")
     rows = []
-    with path.open(encoding='utf-8') as f:
-        for i, line in enumerate(f, 1):
+    with path.open('rb') as f:
+        for i, raw in enumerate(f, 1):
+            if i == 1: raw = raw.removeprefix(b'\xef\xbb\xbf')  # a byte-order mark some editors write; not data
+            try: line = raw.decode('utf-8')
+            except UnicodeDecodeError as e:
+                bad = f"byte {raw[e.start]:#04x} at column {e.start + 1}"
+                raise DataError(f"{path}:{i}: not UTF-8 text ({bad})") from None
             if not line.strip(): continue  # a trailing or blank line holds no row
             try: row = json.loads(line)
             except json.JSONDecodeError as e: raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None

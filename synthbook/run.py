@@ -6,17 +6,19 @@ Docs: https://synthbook.github.io/synthbook/scale.html.md"""
 
 # %% ../nbs/08_scale.ipynb #961408d2
 from __future__ import annotations
-import argparse, collections, hashlib, importlib, itertools, json, os, re, shutil, subprocess, sys, time
+import argparse, collections, contextlib, hashlib, importlib, itertools, json, os, re, shutil, subprocess, sys, time
 from dataclasses import replace
 from pathlib import Path
 import yaml
 from .core import (Config, RecipeError, accelerate_config_path, check_machine, env_report, load_recipe,
                             project_root, write_json)
+from .data import PAIR_SETS, SHIPPED, DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['ChainError', 'notebooks_dir', 'notebook_parameters', 'sha256_file', 'artifact_hashes', 'collect_metrics',
-           'notebook_code', 'stage_key', 'stage_is_done', 'run_chain', 'resolve_job', 'job_command', 'launch',
-           'run_job', 'where_am_i', 'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
+__all__ = ['LOCK_FILE', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'sha256_file', 'artifact_hashes', 'collect_metrics',
+           'notebook_code', 'stage_key', 'stage_is_done', 'check_inputs', 'process_alive', 'run_lock', 'run_chain',
+           'resolve_job', 'job_command', 'launch', 'run_job', 'where_am_i', 'grid_points', 'parse_grid', 'flat_metrics',
+           'run_sweep', 'parse_sets', 'main']
 
 # %% ../nbs/08_scale.ipynb #7a5b821c
 class ChainError(RuntimeError):
@@ -44,11 +46,13 @@ def sha256_file(path:Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
 
+LOCK_FILE = '.synthbook.lock'  # held by the run working in a folder (`run_lock` below); not an artifact
+
 def artifact_hashes(run_dir:Path) -> dict:
-    "SHA-256 of every artifact in `run_dir`, except `run.json` and the executed notebooks."
-    run_dir = Path(run_dir)
+    "SHA-256 of every artifact in `run_dir`, except `run.json`, the executed notebooks and the lock."
+    run_dir, skip = Path(run_dir), ('run.json', LOCK_FILE)
     return {str(p.relative_to(run_dir)): sha256_file(p) for p in sorted(run_dir.rglob('*'))
-            if p.is_file() and p.name != 'run.json' and 'notebooks' not in p.relative_to(run_dir).parts}
+            if p.is_file() and p.name not in skip and 'notebooks' not in p.relative_to(run_dir).parts}
 
 def collect_metrics(run_dir:Path) -> dict:
     "The `*_stats.json` files the chapters wrote, by name."
@@ -71,6 +75,51 @@ def stage_is_done(previous:dict|None, key:str, run_dir:Path) -> bool:
     return all((Path(run_dir)/f).is_file() and sha256_file(Path(run_dir)/f) == h
                for f, h in previous.get('artifacts', {}).items())
 
+# %% ../nbs/08_scale.ipynb #a960fa0f
+def check_inputs(cfg:Config, nbs_dir:str|Path|None=None):
+    "Read the recipe's own data files as the chapters will; a missing file or a bad row raises `RecipeError`."
+    base = Path(nbs_dir) if nbs_dir else project_root()/'nbs'
+    files = [('prompt_source', 'prompts', cfg.prompt_source.endswith('.jsonl') and cfg.prompt_source not in SHIPPED),
+             ('eval_pairs', 'pairs', cfg.eval_pairs not in PAIR_SETS and not cfg.eval_pairs.startswith('synthbook:'))]
+    for key, kind, is_file in files:
+        if not is_file: continue
+        path = Path(getattr(cfg, key)).expanduser()
+        try: read_jsonl(path if path.is_absolute() else base/path, kind=kind)
+        except DataError as e: raise RecipeError(f"key {key!r}: {e}") from None
+
+# %% ../nbs/08_scale.ipynb #33d52d97
+def process_alive(pid:int) -> bool:
+    "Whether a process with id `pid` exists on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True  # it exists, under another user
+    return True
+
+@contextlib.contextmanager
+def run_lock(run_dir:Path, log=print):
+    "Hold `run_dir` for this process: refuse a folder a live run holds, take over one whose run is gone."
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock, mine = run_dir/LOCK_FILE, run_dir/f'{LOCK_FILE}.{os.getpid()}'
+    mine.write_text(str(os.getpid()))
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, lock)  # atomic: fails if a lock exists, and never shows a half-written one
+                break
+            except FileExistsError:
+                holder = lock.read_text().strip()
+                pid = int(holder) if holder.isdigit() else None
+                if pid is not None and process_alive(pid):
+                    raise ChainError(f"run folder {run_dir} is in use by process {pid}; wait for it to finish or "
+                                     f"choose another run_dir") from None
+                log(f"taking over {lock}: its process {pid} is gone")
+                lock.unlink(missing_ok=True)
+        else: raise ChainError(f"could not lock run folder {run_dir}")
+    finally: mine.unlink(missing_ok=True)
+    try: yield lock
+    finally: lock.unlink(missing_ok=True)
+
 # %% ../nbs/08_scale.ipynb #1783af54
 def run_chain(cfg:Config,  # the run's parameters
               nbs_dir:str|Path|None=None,  # chapter notebooks; default `nbs/` in the project
@@ -81,47 +130,50 @@ def run_chain(cfg:Config,  # the run's parameters
     "Execute `cfg.stages` in order with papermill, skipping stages finished before, and record the run in `run.json`."
     import papermill
     check_machine(cfg)  # before the run folder exists: a refused run writes nothing
-    nbs, out = notebooks_dir(nbs_dir), cfg.out.resolve()
+    nbs = notebooks_dir(nbs_dir)
+    check_inputs(cfg, nbs)  # so is one with a bad data file
+    out = cfg.out.resolve()
     missing = [s for s in cfg.stages if not (nbs/f'{s}.ipynb').exists()]
     if missing: raise ChainError(f"stages without a notebook in {nbs}: {', '.join(missing)}")
-    before = ({} if fresh or not (out/'run.json').exists() else
-              json.loads((out/'run.json').read_text()).get('stages', {}))
-    record = dict(name=cfg.name, run_dir=str(out), seed=cfg.seed, parameters={**cfg.to_dict(), 'run_dir': str(out)},
-                  env=env_report(), started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), status='running', stages={})
-    (out/'notebooks').mkdir(parents=True, exist_ok=True)
-    t_all, rerun = time.perf_counter(), False
-    for stage in cfg.stages:
-        nb = nbs/f'{stage}.ipynb'
-        params = {k: getattr(cfg, k) for k in notebook_parameters(nb)}
-        if 'run_dir' in params: params['run_dir'] = str(out)
-        key = stage_key(nb, params)
-        if not rerun and stage_is_done(before.get(stage), key, out):
-            record['stages'][stage] = before[stage] | {'skipped': True}
-            log(f'[{stage}] skipped: finished before with the same code and parameters, artifacts intact')
-            continue
-        rerun = True
-        log(f'[{stage}] running')
-        t0, hashes = time.perf_counter(), artifact_hashes(out)
-        try:
-            papermill.execute_notebook(str(nb), str(out/'notebooks'/nb.name), parameters=params, cwd=str(nbs),
-                                       kernel_name=kernel, progress_bar=False,
-                                       extra_arguments=['--IPKernelApp.log_level=ERROR'])  # not its TCP notice
-        except papermill.PapermillExecutionError as e:
-            record['stages'][stage] = dict(status='failed', seconds=round(time.perf_counter() - t0, 1),
-                                           error=f'{e.ename}: {e.evalue}')
-            record['status'] = 'failed'
+    with run_lock(out, log):  # one run per folder
+        before = ({} if fresh or not (out/'run.json').exists() else
+                  json.loads((out/'run.json').read_text()).get('stages', {}))
+        record = dict(name=cfg.name, run_dir=str(out), seed=cfg.seed, parameters={**cfg.to_dict(), 'run_dir': str(out)},
+                      env=env_report(), started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), status='running', stages={})
+        (out/'notebooks').mkdir(parents=True, exist_ok=True)
+        t_all, rerun = time.perf_counter(), False
+        for stage in cfg.stages:
+            nb = nbs/f'{stage}.ipynb'
+            params = {k: getattr(cfg, k) for k in notebook_parameters(nb)}
+            if 'run_dir' in params: params['run_dir'] = str(out)
+            key = stage_key(nb, params)
+            if not rerun and stage_is_done(before.get(stage), key, out):
+                record['stages'][stage] = before[stage] | {'skipped': True}
+                log(f'[{stage}] skipped: finished before with the same code and parameters, artifacts intact')
+                continue
+            rerun = True
+            log(f'[{stage}] running')
+            t0, hashes = time.perf_counter(), artifact_hashes(out)
+            try:
+                papermill.execute_notebook(str(nb), str(out/'notebooks'/nb.name), parameters=params, cwd=str(nbs),
+                                           kernel_name=kernel, progress_bar=False,
+                                           extra_arguments=['--IPKernelApp.log_level=ERROR'])  # not its TCP notice
+            except papermill.PapermillExecutionError as e:
+                record['stages'][stage] = dict(status='failed', seconds=round(time.perf_counter() - t0, 1),
+                                               error=f'{e.ename}: {e.evalue}')
+                record['status'] = 'failed'
+                write_json(record, out/'run.json')
+                raise ChainError(f"stage {stage} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
+                                 f"(see {out/'notebooks'/nb.name})") from None
+            secs = round(time.perf_counter() - t0, 1)
+            wrote = {f: h for f, h in artifact_hashes(out).items() if hashes.get(f) != h}
+            record['stages'][stage] = dict(status='ok', seconds=secs, notebook=f'notebooks/{nb.name}', key=key,
+                                           artifacts=wrote)
+            log(f'[{stage}] done in {secs} s')
             write_json(record, out/'run.json')
-            raise ChainError(f"stage {stage} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
-                             f"(see {out/'notebooks'/nb.name})") from None
-        secs = round(time.perf_counter() - t0, 1)
-        wrote = {f: h for f, h in artifact_hashes(out).items() if hashes.get(f) != h}
-        record['stages'][stage] = dict(status='ok', seconds=secs, notebook=f'notebooks/{nb.name}', key=key,
-                                       artifacts=wrote)
-        log(f'[{stage}] done in {secs} s')
+        record.update(status='ok', seconds=round(time.perf_counter() - t_all, 1), artifacts=artifact_hashes(out),
+                      metrics=collect_metrics(out))
         write_json(record, out/'run.json')
-    record.update(status='ok', seconds=round(time.perf_counter() - t_all, 1), artifacts=artifact_hashes(out),
-                  metrics=collect_metrics(out))
-    write_json(record, out/'run.json')
     return record
 
 # %% ../nbs/08_scale.ipynb #732ebe45
@@ -279,7 +331,9 @@ def main(argv:list[str]|None=None) -> int:
     say = lambda t: print(t, flush=True)
     try:
         if a.cmd == 'check':
-            for p in a.recipes: load_recipe(p); print(f'{p}: ok')
+            for p in a.recipes:
+                check_inputs(load_recipe(p))
+                print(f'{p}: ok')
             return 0
         if a.cmd == 'job': run_job(a.target, a.params); return 0
         cfg = _recipe_config(a)

@@ -1,4 +1,5 @@
 "Bad recipe values fail before any stage runs: one line naming the key and the recipe, exit status 2, nothing written."
+import os
 import pytest
 from synthbook.core import Config, RecipeError, check_machine
 from synthbook.run import main
@@ -49,3 +50,59 @@ def test_values_that_this_machine_cannot_serve_fail_when_a_run_starts(tmp_path, 
     assert main(['check', str(recipe)]) == 0  # a recipe for other hardware still reads
     assert main(['run', str(recipe)]) == 2 and 'accelerate_config' in capsys.readouterr().err
     assert not (tmp_path/'run').exists()
+
+PAIR = '{"prompt": "p", "chosen": "good", "rejected": "bad"}'
+DATA_CASES = [  # (key, file contents, what the message must say after file:line)
+    ('prompt_source', b'{"prompt": "ok"}\n{"prompt": "ok"\n', ':2: not valid JSON'),
+    ('prompt_source', b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n', ':2: not UTF-8 text (byte 0xe9'),
+    ('prompt_source', b'{"prompt": "ok"}\n{"prompt": "  "}\n', ":2: field 'prompt' is empty"),
+    ('prompt_source', b'{"prompt": [{"role": "wizard", "content": "hi"}]}\n',
+     ":1: field 'prompt' message 1 has role 'wizard'"),
+    ('prompt_source', b'{"prompt": [{"role": "user"}]}\n', ":1: field 'prompt' message 1 (user) has no text 'content'"),
+    ('prompt_source', b'[1, 2]\n', ':1: expected a JSON object'),
+    ('eval_pairs', PAIR.encode() + b'\n{"prompt": "p", "chosen": "a"}\n',
+     ":2: missing field 'rejected'"),
+    ('eval_pairs', b'{"prompt": "p", "chosen": "same", "rejected": "same"}\n',
+     ":1: 'chosen' is identical to 'rejected'"),
+    ('eval_pairs', b'{"prompt": "p", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}\n',
+     ":1: field 'chosen' must end with an assistant message"),
+    ('eval_pairs', b'\n\n', ': no rows'),
+]
+
+@pytest.mark.parametrize('key,content,msg', DATA_CASES)
+def test_bad_data_file_fails_by_key_file_and_line_before_any_stage(tmp_path, capsys, key, content, msg):
+    data = tmp_path/'data.jsonl'
+    data.write_bytes(content)
+    recipe = tmp_path/'r.yaml'
+    recipe.write_text(f'name: bad\nrun_dir: {tmp_path/"run"}\n{key}: {data}\n')
+    assert main(['check', str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'Traceback' not in err
+    assert f"key {key!r}: {data}{msg}" in err, err
+    assert main(['run', str(recipe)]) == 2 and not (tmp_path/'run').exists()
+
+def test_missing_data_file_is_named(tmp_path, capsys):
+    recipe = tmp_path/'r.yaml'
+    recipe.write_text(f'name: bad\nrun_dir: {tmp_path/"run"}\neval_pairs: {tmp_path/"nope.jsonl"}\n')
+    assert main(['check', str(recipe)]) == 2
+    assert f"key 'eval_pairs': {tmp_path/'nope.jsonl'}: no such file" in capsys.readouterr().err
+
+def test_a_folder_in_use_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, capsys):
+    import subprocess, sys
+    from synthbook.run import LOCK_FILE, run_lock
+    run = tmp_path/'run'
+    run.mkdir()
+    live = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        (run/LOCK_FILE).write_text(str(live.pid))
+        recipe = tmp_path/'r.yaml'
+        recipe.write_text(f'name: busy\nrun_dir: {run}\nstages: [01_data]\n')
+        assert main(['run', str(recipe)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f'run folder {run} is in use by process {live.pid}' in err, err
+        assert not (run/'run.json').exists() and (run/LOCK_FILE).read_text() == str(live.pid)  # nothing written
+    finally: live.kill(); live.wait()
+    said = []
+    with run_lock(run, log=said.append) as lock:  # the holder is gone now
+        assert lock.read_text() == str(os.getpid()) and said == [f'taking over {lock}: its process {live.pid} is gone']
+    assert not lock.exists() and sorted(p.name for p in run.iterdir()) == []

@@ -11,16 +11,22 @@ def test_check_accepts_recipes_and_rejects_unknown_keys(run_cli, tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == f"synthbook: error: unknown key 'batchsize' in {bad}: did you mean 'batch_size'?"
 
+def test_missing_data_file_fails_before_any_stage(run_cli, tmp_path):
+    r = run_cli('run', 'recipes/smoke.yaml', '--set', 'prompt_source=missing.jsonl', '--run-dir', tmp_path/'run')
+    assert r.returncode == 2 and not (tmp_path/'run').exists()
+    assert r.stderr.strip() == f"synthbook: error: key 'prompt_source': {ROOT/'nbs'/'missing.jsonl'}: no such file"
+
 def test_bad_set_fails_before_running(run_cli, tmp_path):
     r = run_cli('run', 'recipes/smoke.yaml', '--set', 'n_promts=3', '--run-dir', tmp_path)
     assert r.returncode == 2 and "did you mean 'n_prompts'" in r.stderr
     assert not any(tmp_path.iterdir())
 
 def test_failing_stage_stops_with_one_line_and_records_failure(run_cli, tmp_path):
-    r = run_cli('run', 'recipes/smoke.yaml', '--stages', '01_data', '--set', 'prompt_source=missing.jsonl',
-                '--run-dir', tmp_path)
-    assert r.returncode == 2
-    assert 'stage 01_data failed' in r.stderr and 'DataError: missing.jsonl: no such file' in r.stderr
+    # a valid recipe that asks the data for more than it holds: only the stage can find that out
+    r = run_cli('run', 'recipes/smoke.yaml', '--stages', '01_data', '--set', 'n_prompts=100000', '--run-dir', tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert 'stage 01_data failed' in r.stderr
+    assert 'DataError: asked for 100000 prompts but synthbook:general' in r.stderr
     rec = json.loads((tmp_path/'run.json').read_text())
     assert rec['status'] == 'failed' and rec['stages']['01_data']['status'] == 'failed'
 

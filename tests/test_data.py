@@ -1,4 +1,4 @@
-import json
+import json, re
 import pytest
 from synthbook.data import (DataError, read_jsonl, write_jsonl, check_pair, to_dataset, from_dataset, load_prompts,
                             split_rows, sample_rows)
@@ -30,10 +30,28 @@ def test_reads_every_human_pair():
     (dict(PAIR, rejected='good answer'), "x.jsonl:2: 'chosen' is identical to 'rejected'"),
     (dict(PAIR, chosen=3), "x.jsonl:2: field 'chosen' must be text or a list of chat messages, got int"),
     (dict(PAIR, score_chosen='high'), "x.jsonl:2: field 'score_chosen' must be a number"),
+    (dict(PAIR, prompt=[{'role': 'wizard', 'content': 'hi'}]),
+     "x.jsonl:2: field 'prompt' message 1 has role 'wizard'; roles are system, user, assistant"),
+    (dict(PAIR, prompt=[{'role': 'system', 'content': 's'}, {'role': 'user'}]),
+     "x.jsonl:2: field 'prompt' message 2 (user) has no text 'content'"),
+    (dict(PAIR, chosen=[{'role': 'user', 'content': 'a reply written as the user'}]),
+     "x.jsonl:2: field 'chosen' must end with an assistant message, not 'user'"),
+    (dict(PAIR, rejected=[]), "x.jsonl:2: field 'rejected' is an empty list of messages"),
+    (dict(PAIR, prompt=['hi']), "x.jsonl:2: field 'prompt' message 1 must be an object"),
 ])
 def test_bad_rows_fail_with_file_and_line(tmp_path, row, msg):
     p = lines(tmp_path, PAIR, row, PAIR)
-    with pytest.raises(DataError, match=msg.replace('[', r'\[').replace(']', r'\]')): read_jsonl(p)
+    with pytest.raises(DataError, match=re.escape(msg)): read_jsonl(p)
+
+def test_bytes_that_are_not_utf8_name_the_line_and_a_byte_order_mark_is_accepted(tmp_path):
+    good = json.dumps(PAIR).encode()
+    p = tmp_path/'latin1.jsonl'
+    p.write_bytes(good + b'\n' + json.dumps(dict(PAIR, chosen='caf\u00e9')).encode().replace(b'\\u00e9', b'\xe9') + b'\n')
+    with pytest.raises(DataError, match=r'latin1.jsonl:2: not UTF-8 text \(byte 0xe9 at column'): read_jsonl(p)
+    (tmp_path/'bom.jsonl').write_bytes(b'\xef\xbb\xbf' + good + b'\n' + good + b'\n')
+    assert read_jsonl(tmp_path/'bom.jsonl') == [PAIR, PAIR]
+    (tmp_path/'bom2.jsonl').write_bytes(good + b'\n\xef\xbb\xbf' + good + b'\n')  # only a file's first bytes may be one
+    with pytest.raises(DataError, match='bom2.jsonl:2: not valid JSON'): read_jsonl(tmp_path/'bom2.jsonl')
 
 def test_blank_lines_are_not_rows_but_empty_files_fail(tmp_path):
     assert read_jsonl(lines(tmp_path, PAIR, '', PAIR)) == [PAIR, PAIR]
@@ -42,7 +60,7 @@ def test_blank_lines_are_not_rows_but_empty_files_fail(tmp_path):
 def test_chat_message_pairs():
     msgs = [{'role': 'assistant', 'content': 'hi'}]
     assert check_pair(dict(PAIR, chosen=msgs))['chosen'] == msgs
-    with pytest.raises(DataError, match="must be text or a list of chat messages"):
+    with pytest.raises(DataError, match=re.escape("field 'chosen' message 1 (assistant) has no text 'content'")):
         check_pair(dict(PAIR, chosen=[{'role': 'assistant'}]))
 
 def test_write_checks_first_and_never_overwrites_silently(tmp_path):
