@@ -318,4 +318,5 @@ d = { 'settings': { 'branch': 'main',
                                'synthbook.run.sha256_file': ('scale.html#sha256_file', 'synthbook/run.py'),
                                'synthbook.run.stage_is_done': ('scale.html#stage_is_done', 'synthbook/run.py'),
                                'synthbook.run.stage_key': ('scale.html#stage_key', 'synthbook/run.py'),
+                               'synthbook.run.version_changes': ('scale.html#version_changes', 'synthbook/run.py'),
                                'synthbook.run.where_am_i': ('scale.html#where_am_i', 'synthbook/run.py')}}}

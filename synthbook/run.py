@@ -11,14 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 import yaml
 from .core import (Config, RecipeError, accelerate_config_path, check_machine, env_report, load_recipe,
-                            project_root, write_json)
+                            package_versions, project_root, write_json)
 from .data import PAIR_SETS, SHIPPED, DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'sha256_file', 'artifact_hashes', 'collect_metrics',
-           'notebook_code', 'stage_key', 'stage_is_done', 'check_inputs', 'process_alive', 'run_lock', 'run_chain',
-           'resolve_job', 'job_command', 'launch', 'run_job', 'where_am_i', 'grid_points', 'parse_grid', 'flat_metrics',
-           'run_sweep', 'parse_sets', 'main']
+__all__ = ['LOCK_FILE', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'sha256_file', 'artifact_hashes',
+           'collect_metrics', 'notebook_code', 'stage_key', 'stage_is_done', 'version_changes', 'check_inputs',
+           'process_alive', 'run_lock', 'run_chain', 'resolve_job', 'job_command', 'launch', 'run_job', 'where_am_i',
+           'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
 
 # %% ../nbs/08_scale.ipynb #7a5b821c
 class ChainError(RuntimeError):
@@ -64,16 +64,27 @@ def notebook_code(nb:Path) -> str:
     cells = json.loads(Path(nb).read_text())['cells']
     return '\n\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'code')
 
-def stage_key(nb:Path, params:dict) -> str:
-    "A hash of what a stage computes from: its notebook's code and its parameters (the run's name and folder left out)."
+KEY_PACKAGES = ('torch', 'transformers', 'trl', 'peft', 'bitsandbytes')  # the libraries whose upgrade can move a result
+
+def stage_key(nb:Path, params:dict, versions:dict|None=None) -> str:
+    ("A hash of what a stage computes from: its notebook's code, its parameters (the run's name and folder left out) "
+     "and `versions` of the libraries that compute it (by default those installed, of `KEY_PACKAGES`).")
     same = {k: v for k, v in params.items() if k not in ('name', 'run_dir')}
-    return hashlib.sha256((notebook_code(nb) + json.dumps(same, sort_keys=True, default=str)).encode()).hexdigest()
+    versions = package_versions(KEY_PACKAGES) if versions is None else versions
+    text = notebook_code(nb) + json.dumps(same, sort_keys=True, default=str) + json.dumps(versions, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 def stage_is_done(previous:dict|None, key:str, run_dir:Path) -> bool:
     "Whether a recorded stage can be reused: it finished, with the same key, and its artifacts are intact."
     if not previous or previous.get('status') != 'ok' or previous.get('key') != key: return False
     return all((Path(run_dir)/f).is_file() and sha256_file(Path(run_dir)/f) == h
                for f, h in previous.get('artifacts', {}).items())
+
+# %% ../nbs/08_scale.ipynb #7ecf9aec
+def version_changes(before:dict|None, now:dict) -> str:
+    "The library versions that differ between a stage's last run and now, as 'trl 1.15.0 -> 1.16.0'; '' if none."
+    if not before: return ''
+    return ', '.join(f'{k} {before.get(k)} -> {v}' for k, v in now.items() if before.get(k) != v)
 
 # %% ../nbs/08_scale.ipynb #a960fa0f
 def check_inputs(cfg:Config, nbs_dir:str|Path|None=None):
@@ -141,18 +152,19 @@ def run_chain(cfg:Config,  # the run's parameters
         record = dict(name=cfg.name, run_dir=str(out), seed=cfg.seed, parameters={**cfg.to_dict(), 'run_dir': str(out)},
                       env=env_report(), started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), status='running', stages={})
         (out/'notebooks').mkdir(parents=True, exist_ok=True)
-        t_all, rerun = time.perf_counter(), False
+        t_all, rerun, versions = time.perf_counter(), False, package_versions(KEY_PACKAGES)
         for stage in cfg.stages:
             nb = nbs/f'{stage}.ipynb'
             params = {k: getattr(cfg, k) for k in notebook_parameters(nb)}
             if 'run_dir' in params: params['run_dir'] = str(out)
-            key = stage_key(nb, params)
+            key = stage_key(nb, params, versions)
             if not rerun and stage_is_done(before.get(stage), key, out):
                 record['stages'][stage] = before[stage] | {'skipped': True}
                 log(f'[{stage}] skipped: finished before with the same code and parameters, artifacts intact')
                 continue
             rerun = True
-            log(f'[{stage}] running')
+            changed = version_changes(before.get(stage, {}).get('versions'), versions)
+            log(f'[{stage}] running' + (f' ({changed} since it last ran)' if changed else ''))
             t0, hashes = time.perf_counter(), artifact_hashes(out)
             try:
                 papermill.execute_notebook(str(nb), str(out/'notebooks'/nb.name), parameters=params, cwd=str(nbs),
@@ -168,7 +180,7 @@ def run_chain(cfg:Config,  # the run's parameters
             secs = round(time.perf_counter() - t0, 1)
             wrote = {f: h for f, h in artifact_hashes(out).items() if hashes.get(f) != h}
             record['stages'][stage] = dict(status='ok', seconds=secs, notebook=f'notebooks/{nb.name}', key=key,
-                                           artifacts=wrote)
+                                           versions=versions, artifacts=wrote)
             log(f'[{stage}] done in {secs} s')
             write_json(record, out/'run.json')
         record.update(status='ok', seconds=round(time.perf_counter() - t_all, 1), artifacts=artifact_hashes(out),

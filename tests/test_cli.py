@@ -37,3 +37,19 @@ def test_papermill_runs_a_chapter_directly(tmp_path):
                                progress_bar=False)
     assert len(read_jsonl(tmp_path/'prompts_train.jsonl', kind='prompts')) + \
            len(read_jsonl(tmp_path/'prompts_heldout.jsonl', kind='prompts')) == 10
+
+def test_an_upgrade_reruns_a_stage_and_says_which_versions_changed(tmp_path, monkeypatch):
+    import synthbook.run as run
+    from synthbook.core import Config
+    cfg = Config(name='v', run_dir=str(tmp_path), stages=['01_data'], n_prompts=8)
+    first = run.run_chain(cfg, log=lambda s: None)
+    assert first['stages']['01_data']['versions'] == run.package_versions(run.KEY_PACKAGES)
+    said = []
+    assert run.run_chain(cfg, log=said.append)['stages']['01_data'].get('skipped')  # same versions: reused
+    real = run.package_versions
+    monkeypatch.setattr(run, 'package_versions', lambda names: real(names) | {'trl': '99.0'})
+    said.clear()
+    again = run.run_chain(cfg, log=said.append)
+    assert not again['stages']['01_data'].get('skipped') and again['stages']['01_data']['versions']['trl'] == '99.0'
+    old = first['stages']['01_data']['versions']['trl']
+    assert said[0] == f'[01_data] running (trl {old} -> 99.0 since it last ran)', said
