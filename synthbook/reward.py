@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, math, time
 from pathlib import Path
 import numpy as np, torch
-from .core import Config, load_model, write_json
+from .core import Config, load_model, save_adapter, write_json
 from .data import DataError, load_pairs, text_of
 from .feedback import METHOD_NOTES, Judge, PromptedJudge, RatingScorer, Scorer, judge_both_orders, verdict_of
 from .generate import as_messages
@@ -167,7 +167,8 @@ def evaluate_reward_model(scorer:Scorer, sets:dict) -> tuple[pd.DataFrame, dict]
     import pandas as pd
     rows, ms = [], {}
     for name, pairs in sets.items():
-        m = margins(scorer, pairs); ms[name] = m
+        m = margins(scorer, pairs)
+        ms[name] = m
         rows.append(accuracy_row((m > 0).astype(float), set=name, method='all',
                                  **{'longer wins': round(float(longer_wins(pairs).mean()), 3)}))
         methods = sorted({p.get('method') for p in pairs if p.get('method')})
@@ -232,9 +233,7 @@ def positive_control(cfg:Config, method:str, train:list[dict], heldout:list[dict
 # %% ../nbs/04_reward_model.ipynb #94f3ae85
 def save_reward_model(model, tokenizer, path:Path, spec:str) -> Path:
     "Save adapters, score head and tokenizer to `path`, recording the base model `spec`."
-    path = Path(path); model.save_pretrained(path); tokenizer.save_pretrained(path)
-    write_json({'base_model': spec}, path/'synthbook_reward.json')
-    return path
+    return save_adapter(model, tokenizer, path, 'synthbook_reward.json', base_model=spec)
 
 def load_reward_model(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
     "A saved reward model: its base checkpoint with the saved adapters and score head; returns (model, tokenizer)."

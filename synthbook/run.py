@@ -15,10 +15,10 @@ from .core import (Config, RecipeError, accelerate_config_path, check_machine, e
 from .data import PAIR_SETS, SHIPPED, DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'artifact_hashes',
-           'collect_metrics', 'notebook_code', 'stage_key', 'stage_is_done', 'version_changes', 'check_inputs',
-           'process_alive', 'run_lock', 'run_chain', 'resolve_job', 'job_command', 'launch', 'run_job', 'where_am_i',
-           'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
+__all__ = ['LOCK_FILE', 'TIMINGS', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'artifact_hashes',
+           'collect_metrics', 'notebook_code', 'stage_key', 'version_changes', 'changed_artifacts', 'stage_is_done',
+           'check_inputs', 'process_alive', 'run_lock', 'run_chain', 'resolve_job', 'job_command', 'launch', 'run_job',
+           'where_am_i', 'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
 
 # %% ../nbs/08_scale.ipynb #7a5b821c
 class ChainError(RuntimeError):
@@ -40,10 +40,11 @@ def notebook_parameters(nb:Path) -> dict:
 
 # %% ../nbs/08_scale.ipynb #d399584b
 LOCK_FILE = '.synthbook.lock'  # held by the run working in a folder (`run_lock` below); not an artifact
+TIMINGS = 'timings.md'  # what the machine did, rewritten after every run (`write_timings`); not an artifact
 
 def artifact_hashes(run_dir:Path) -> dict:
-    "SHA-256 of every artifact in `run_dir`, except `run.json`, the executed notebooks and the lock."
-    run_dir, skip = Path(run_dir), ('run.json', LOCK_FILE)
+    "SHA-256 of every artifact in `run_dir`, except `run.json`, `timings.md`, the executed notebooks and the lock."
+    run_dir, skip = Path(run_dir), ('run.json', TIMINGS, LOCK_FILE)
     return {str(p.relative_to(run_dir)): sha256_file(p) for p in sorted(run_dir.rglob('*'))
             if p.is_file() and p.name not in skip and 'notebooks' not in p.relative_to(run_dir).parts}
 
@@ -67,17 +68,23 @@ def stage_key(nb:Path, params:dict, versions:dict|None=None) -> str:
     text = notebook_code(nb) + json.dumps(same, sort_keys=True, default=str) + json.dumps(versions, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
-def stage_is_done(previous:dict|None, key:str, run_dir:Path) -> bool:
-    "Whether a recorded stage can be reused: it finished, with the same key, and its artifacts are intact."
-    if not previous or previous.get('status') != 'ok' or previous.get('key') != key: return False
-    return all((Path(run_dir)/f).is_file() and sha256_file(Path(run_dir)/f) == h
-               for f, h in previous.get('artifacts', {}).items())
-
 # %% ../nbs/08_scale.ipynb #7ecf9aec
 def version_changes(before:dict|None, now:dict) -> str:
     "The library versions that differ between a stage's last run and now, as 'trl 1.15.0 -> 1.16.0'; '' if none."
     if not before: return ''
     return ', '.join(f'{k} {before.get(k)} -> {v}' for k, v in now.items() if before.get(k) != v)
+
+# %% ../nbs/08_scale.ipynb #189e38e4
+def changed_artifacts(previous:dict|None, run_dir:Path) -> list[str]:
+    "The artifacts a recorded stage wrote that are now missing or differ from their recorded SHA-256."
+    return [f for f, h in (previous or {}).get('artifacts', {}).items()
+            if not (Path(run_dir)/f).is_file() or sha256_file(Path(run_dir)/f) != h]
+
+# %% ../nbs/08_scale.ipynb #427f0cdb
+def stage_is_done(previous:dict|None, key:str, run_dir:Path) -> bool:
+    "Whether a recorded stage can be reused: it finished, with the same key, and its artifacts are intact."
+    if not previous or previous.get('status') != 'ok' or previous.get('key') != key: return False
+    return not changed_artifacts(previous, run_dir)
 
 # %% ../nbs/08_scale.ipynb #a960fa0f
 def check_inputs(cfg:Config, nbs_dir:str|Path|None=None):
@@ -156,8 +163,11 @@ def run_chain(cfg:Config,  # the run's parameters
                 log(f'[{stage}] skipped: finished before with the same code and parameters, artifacts intact')
                 continue
             rerun = True
-            changed = version_changes(before.get(stage, {}).get('versions'), versions)
-            log(f'[{stage}] running' + (f' ({changed} since it last ran)' if changed else ''))
+            upgraded = version_changes(before.get(stage, {}).get('versions'), versions)
+            altered = changed_artifacts(before.get(stage), out)
+            why = ([f'{upgraded} since it last ran'] if upgraded else []) + (
+                [f"changed since it ran: {', '.join(altered)}"] if altered else [])
+            log(f'[{stage}] running' + (f" ({'; '.join(why)})" if why else ''))
             t0, hashes = time.perf_counter(), artifact_hashes(out)
             try:
                 papermill.execute_notebook(str(nb), str(out/'notebooks'/nb.name), parameters=params, cwd=str(nbs),
@@ -179,6 +189,8 @@ def run_chain(cfg:Config,  # the run's parameters
         record.update(status='ok', seconds=round(time.perf_counter() - t_all, 1), artifacts=artifact_hashes(out),
                       metrics=collect_metrics(out))
         write_json(record, out/'run.json')
+        from synthbook.evaluate import write_timings  # here, after the last stage: its seconds are known now
+        write_timings(out)
     return record
 
 # %% ../nbs/08_scale.ipynb #732ebe45
@@ -204,7 +216,8 @@ def launch(target:str,  # the training job, 'module:function'; the function take
     if cfg.num_processes <= 1: return fn(cfg)
     if cfg.accelerate_config and not accelerate_config_path(cfg).exists():
         raise ChainError(f"accelerate_config {accelerate_config_path(cfg)} does not exist")
-    jobs = cfg.out/'jobs'; jobs.mkdir(parents=True, exist_ok=True)
+    jobs = cfg.out/'jobs'
+    jobs.mkdir(parents=True, exist_ok=True)
     name = target.replace(':', '.')
     params, result = jobs/f'{name}.json', jobs/f'{name}.result.json'
     write_json(cfg.to_dict() | {'run_dir': str(cfg.out.resolve())}, params)
@@ -215,7 +228,9 @@ def launch(target:str,  # the training job, 'module:function'; the function take
     tail = collections.deque(maxlen=400)
     with subprocess.Popen(job_command(cfg, target, params), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, env=env) as p:
-        for line in p.stdout: log(line.rstrip()); tail.append(line.rstrip())
+        for line in p.stdout:
+            log(line.rstrip())
+            tail.append(line.rstrip())
     if p.returncode or not result.exists():
         errors = [l.strip().removeprefix('synthbook: error: ') for l in tail if l.startswith('synthbook: error: ') or
                   re.match(r'[\w.]*(Error|Exception): ', l.strip()) and
@@ -308,7 +323,8 @@ def parse_sets(items:list[str]) -> dict:
     return out
 
 def _recipe_args(p):
-    p.add_argument('recipe'); p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+    p.add_argument('recipe')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
     p.add_argument('--stages', help='comma-separated stages, overriding the recipe')
     p.add_argument('--run-dir', help='artifact folder, default runs/<name>')
     p.add_argument('--nbs', help='notebooks folder')
@@ -323,24 +339,31 @@ def main(argv:list[str]|None=None) -> int:
     "The `synthbook` command."
     ap = argparse.ArgumentParser(prog='synthbook', description='Run synthbook recipes: the handbook notebooks as jobs.')
     sub = ap.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('run', help='execute the chapters of a recipe with papermill'); _recipe_args(r)
+    r = sub.add_parser('run', help='execute the chapters of a recipe with papermill')
+    _recipe_args(r)
     r.add_argument('--fresh', action='store_true',
                    help='run every stage, even those a previous run of this folder finished')
-    s = sub.add_parser('sweep', help='one run per point of a parameter grid, and a summary table'); _recipe_args(s)
+    s = sub.add_parser('sweep', help='one run per point of a parameter grid, and a summary table')
+    _recipe_args(s)
     s.add_argument('--grid', action='append', required=True, metavar='KEY=V1,V2')
     s.add_argument('--from', dest='base', help='a finished run folder each point starts from')
-    c = sub.add_parser('check', help='parse and check recipes'); c.add_argument('recipes', nargs='+')
+    c = sub.add_parser('check', help='parse and check recipes')
+    c.add_argument('recipes', nargs='+')
     j = sub.add_parser('job', help='one rank of a training job (used by accelerate launch)')
-    j.add_argument('target'); j.add_argument('--params', required=True)
+    j.add_argument('target')
+    j.add_argument('--params', required=True)
     a = ap.parse_args(argv)
     say = lambda t: print(t, flush=True)
     try:
         if a.cmd == 'check':
             for p in a.recipes:
                 check_inputs(load_recipe(p))
-                print(f'{p}: ok')
+                empty = not yaml.safe_load(Path(p).read_text())  # load_recipe has read it: it parses
+                print(f'{p}: ok' + (' (empty: every value is its default)' if empty else ''))
             return 0
-        if a.cmd == 'job': run_job(a.target, a.params); return 0
+        if a.cmd == 'job':
+            run_job(a.target, a.params)
+            return 0
         cfg = _recipe_config(a)
         if a.cmd == 'sweep':
             run_sweep(cfg, parse_grid(a.grid), a.base, a.nbs, say)

@@ -1,6 +1,6 @@
 "Bad recipe values fail before any stage runs: one line naming the key and the recipe, exit status 2, nothing written."
 import os
-import pytest
+import pytest, torch
 from synthbook.core import Config, RecipeError, check_machine
 from synthbook.run import main
 
@@ -50,6 +50,24 @@ def test_values_that_this_machine_cannot_serve_fail_when_a_run_starts(tmp_path, 
     assert main(['check', str(recipe)]) == 0  # a recipe for other hardware still reads
     assert main(['run', str(recipe)]) == 2 and 'accelerate_config' in capsys.readouterr().err
     assert not (tmp_path/'run').exists()
+
+def test_what_this_machine_lacks_fails_before_any_stage(tmp_path, capsys, monkeypatch):
+    recipe = tmp_path/'r.yaml'
+    if not torch.cuda.is_available():
+        recipe.write_text(f'name: bad\nrun_dir: {tmp_path/"run"}\ndevice: cuda\n')
+        assert main(['run', str(recipe)]) == 2 and "key 'device' is 'cuda' but this machine has no CUDA" in capsys.readouterr().err
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'bitsandbytes' else real(name, *a))
+    recipe.write_text(f'name: bad\nrun_dir: {tmp_path/"run"}\nload_in_4bit: true\n')
+    assert main(['run', str(recipe)]) == 2 and "key 'load_in_4bit' needs bitsandbytes" in capsys.readouterr().err
+    assert not (tmp_path/'run').exists()
+
+def test_an_empty_recipe_says_it_is_all_defaults(tmp_path, capsys):
+    recipe = tmp_path/'empty.yaml'
+    recipe.write_text('# nothing set\n')
+    assert main(['check', str(recipe)]) == 0
+    assert capsys.readouterr().out.strip() == f'{recipe}: ok (empty: every value is its default)'
 
 PAIR = '{"prompt": "p", "chosen": "good", "rejected": "bad"}'
 DATA_CASES = [  # (key, file contents, what the message must say after file:line)

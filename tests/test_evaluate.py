@@ -1,7 +1,7 @@
 "Chapter 07: win rates, mention rates, lengths and the run report."
 import json, math
 import pytest, torch
-from synthbook.core import TINY_MODEL, Config, write_json
+from synthbook.core import TINY_MODEL, Config, write_json, write_stats
 from synthbook.data import DataError
 from synthbook.evaluate import before_after, length_row, mcnemar_exact, md_table, mention_row, win_rate_row, write_report
 from synthbook.feedback import Judge
@@ -45,10 +45,11 @@ def test_md_table_escapes_and_formats():
     assert md_table([]) == '_(none)_'
 
 def test_report_marks_missing_chapters_and_fails_on_missing_folder(tmp_path):
-    write_json({'prompts': 4, 'sequences': 8, 'new_tokens': 80, 'tokens_per_second': 10.0, 'backend': 'transformers'},
-               tmp_path/'generation_stats.json')
+    write_stats({'prompts': 4, 'sequences': 8, 'new_tokens': 80, 'truncated': 2, 'backend': 'transformers'},
+                tmp_path/'generation_stats.json', tokens_per_second=10.0)
     text = write_report(tmp_path).read_text()
-    assert '| 4 | 8 | 80 | 10 | transformers |' in text
+    assert '| 4 | 8 | 80 | 2 | transformers |' in text and 'tokens_per_second' not in text  # results only
+    assert '| tokens_per_second | 10 |' in (tmp_path/'timings.md').read_text()
     for chapter in ('03 Synthetic feedback', '04 Bradley-Terry reward model', '05 Generative reward models', '06 DPO', '07 Evaluation'):
         assert f'## {chapter}\n\n_Not run' in text
     with pytest.raises(DataError, match='no such run folder'): write_report(tmp_path/'missing')

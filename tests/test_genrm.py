@@ -97,3 +97,17 @@ def test_star_dpo_trains_and_saves_only_the_policy_adapter(tmp_path):
     assert (path/'adapter_model.safetensors').exists() and not (path/'ref').exists()
     j = load_judge(path, dtype='float32', device='cpu', k=1, max_new_tokens=4)
     assert isinstance(j, CoTJudge) and j.k == 1 and j.system == 'sys'
+
+def test_genrm_control_trains_on_one_method_and_reads_its_held_out_pairs_both_ways(tmp_path):
+    from synthbook.core import Config
+    from synthbook.genrm import genrm_control
+    cfg = Config(model=TINY_MODEL, device='cpu', dtype='float32', run_dir=str(tmp_path), judge_batch_size=4)
+    pair = lambda i, split, method: make_pair({'prompt': f'Where can I watch films ({i})?'}, f'At a library ({i}).',
+                                              f'On Netflix ({i}).', method, system='Do not mention Netflix.', split=split)
+    train = [pair(i, 'train', 'dpf') for i in range(4)] + [pair(9, 'train', 'almost')]
+    heldout = [pair(100 + i, 'heldout', 'dpf') for i in range(3)] + [pair(200, 'heldout', 'almost')]
+    before, after = genrm_control(cfg, 'dpf', train, heldout, 'Judge.', epochs=1)
+    assert (before['n'], after['n'], before['train pairs'], after['train pairs']) == (3, 3, 0, 4)  # dpf pairs only
+    assert after['judge'] == 'GenRM, dpf alone' and after['set'] == 'held-out dpf'
+    assert 0 <= after['position bias'] <= 1 and 0 <= after['ci low'] <= after['accuracy'] <= after['ci high'] <= 1
+    with pytest.raises(DataError): genrm_control(cfg, 'west_of_n', train, heldout, 'Judge.', epochs=1)

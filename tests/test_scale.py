@@ -1,5 +1,5 @@
 "Scale: training on two processes, resuming killed runs and interrupted training, sweeps, recipes and the Slurm template."
-import json, subprocess, time
+import json, os, random, subprocess, time
 from pathlib import Path
 import pytest, yaml
 from synthbook.core import TINY_MODEL, Config, batch_plan, load_recipe
@@ -56,32 +56,68 @@ def kill_tree(pid:int):
         except psutil.NoSuchProcess: pass
     psutil.wait_procs(procs, timeout=30)
 
-def test_killed_run_resumes_without_redoing_finished_stages(from_tiny_prefix):
-    out, stages = from_tiny_prefix, '00_core,01_data,02_generate,03_synthetic_feedback'
-    p = subprocess.Popen(tiny_chain(out, '--stages', stages), cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    started = out/'notebooks'/'03_synthetic_feedback.ipynb'  # papermill writes it as chapter 03 starts
-    try:  # chapters 00-02 finished in the copied run, so the runner skips them and starts 03
-        deadline = time.time() + 600
-        while time.time() < deadline and p.poll() is None and not started.exists():
-            time.sleep(0.2)
-        time.sleep(1)
-        assert p.poll() is None, 'the run finished before it could be killed'
-        kill_tree(p.pid)  # the runner and its kernel, mid chapter 03
-    finally:
-        if p.poll() is None: kill_tree(p.pid)
-        p.wait()
-    assert '03_synthetic_feedback' not in json.loads((out/'run.json').read_text())['stages']
-    r = subprocess.run(tiny_chain(out, '--stages', stages), cwd=ROOT, capture_output=True, text=True, timeout=900)
+def results_of(run_dir:Path) -> dict:
+    ("Every artifact of a finished run by its path: the bytes, or for a JSON file with a `timings` block the data "
+     "without it. run.json, timings.md and the executed notebooks record the run itself, not its results.")
+    out = {}
+    for p in sorted(run_dir.rglob('*')):
+        rel = p.relative_to(run_dir)
+        if not p.is_file() or rel.parts[0] == 'notebooks' or p.name in ('run.json', 'timings.md'): continue
+        data = p.read_bytes()
+        if p.suffix == '.json' and b'"timings"' in data:
+            data = {k: v for k, v in json.loads(data).items() if k != 'timings'}
+        out[str(rel)] = data
+    return out
+
+def test_a_run_killed_inside_every_stage_resumes_to_the_same_artifacts(tiny_prefix, tmp_path):
+    import shutil
+    reference, out = tmp_path/'uninterrupted', tmp_path/'killed'
+    shutil.copytree(tiny_prefix, reference)  # chapters 00-02 of a run never killed; the rest runs here
+    r = subprocess.run(tiny_chain(reference), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    for s in ('00_core', '01_data', '02_generate'): assert f'[{s}] skipped' in r.stdout
-    assert '[03_synthetic_feedback] done' in r.stdout
-    rec = json.loads((out/'run.json').read_text())
-    assert rec['status'] == 'ok' and [s for s, v in rec['stages'].items() if v.get('skipped')] == ['00_core', '01_data', '02_generate']
-    # a parameter only chapter 02 takes re-runs chapter 02 and everything after it, nothing before
+    stages = json.loads((reference/'run.json').read_text())['stages']
+    assert [s for s, v in stages.items() if v.get('skipped')] == ['00_core', '01_data', '02_generate']
+    seconds = {s: v['seconds'] for s, v in stages.items()}
+    seed = random.randrange(10**6)  # a new moment on every run of the test; a failure names its seed
+    rng, killed = random.Random(seed), {}
+    for i, stage in enumerate(seconds):  # run, kill inside this stage, and let the next run redo it
+        p = subprocess.Popen(tiny_chain(out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+        try:
+            said = []
+            for line in p.stdout:
+                said.append(line)
+                if line.startswith(f'[{stage}] running'): break
+            assert said and said[-1].startswith(f'[{stage}] running'), f'seed {seed}: {stage} never started: {said}'
+            assert i == 0 or any('taking over' in l for l in said), said  # the killed run's lock
+            delay = rng.uniform(0.05, 0.5) * seconds[stage]
+            time.sleep(delay)
+            assert p.poll() is None, f'seed {seed}: the run ended within {delay:.1f} s of starting {stage}'
+            kill_tree(p.pid)  # the runner and its kernel, at once
+            killed[stage] = round(delay, 1)
+        finally:
+            if p.poll() is None: kill_tree(p.pid)
+            p.wait()
+        done = json.loads((out/'run.json').read_text())['stages'] if (out/'run.json').exists() else {}
+        assert stage not in done, f'seed {seed}: {stage} finished before the kill at {delay:.1f} s'
+    r = subprocess.run(tiny_chain(out), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [l.split(']')[0][1:] for l in r.stdout.splitlines() if 'skipped' in l] == list(seconds)[:-1]
+    got, want = results_of(out), results_of(reference)
+    assert sorted(got) == sorted(want), f'seed {seed}, killed at {killed}'
+    differ = [f for f in want if got[f] != want[f]]
+    assert not differ, f'seed {seed}, killed at {killed}: {differ}'
+    assert len(killed) == 8 and any(f.endswith('adapter_config.json') for f in want)
+
+def test_a_changed_parameter_reruns_its_stage_and_those_after_it(from_tiny_prefix):
+    out, stages = from_tiny_prefix, '00_core,01_data,02_generate'
     r = subprocess.run(tiny_chain(out, '--stages', stages, '--set', 'top_p=0.9'), cwd=ROOT, capture_output=True,
                        text=True, timeout=900)
-    assert r.returncode == 0 and '[01_data] skipped' in r.stdout and '[02_generate] done' in r.stdout and '[03_synthetic_feedback] done' in r.stdout
+    assert r.returncode == 0 and '[01_data] skipped' in r.stdout and '[02_generate] done' in r.stdout, r.stdout
+    (out/'generations.jsonl').write_text('')  # an artifact altered by hand: its stage runs again and says why
+    r = subprocess.run(tiny_chain(out, '--stages', stages, '--set', 'top_p=0.9'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
+    assert '[02_generate] running (changed since it ran: generations.jsonl)' in r.stdout, r.stdout
 
 def test_sweep_runs_one_point_per_value_from_a_finished_run(tiny_prefix, tmp_path):
     base = tiny_prefix  # chapters 00-02, finished; the sweep copies it and leaves it as it was
