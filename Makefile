@@ -6,7 +6,7 @@ RECIPE ?= recipes/smoke.yaml
 export HF_HUB_OFFLINE ?= 1
 BENCH_OUT ?= runs/bench
 
-.PHONY: setup smoke test test-fast export clean readme bench bench-gpu
+.PHONY: setup smoke test test-fast export clean readme docs-check bench bench-gpu
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ export: setup
 
 readme: setup
 	$(BIN)/python tools/make_readme.py
+
+# what `nbdev-docs` checks before Quarto, without Quarto: nbdev-proc-nbs on every notebook, sidebar entries, internal
+# links and anchors, no error, stderr or warning in any committed output (about 15 seconds)
+docs-check: setup
+	$(BIN)/python tools/docs_check.py
 
 # every fast path against the stock path on identical work, side by side, on this CPU (7 to 10 minutes on 2 cores with
 # AVX-512, over 30 on an AVX2-only CPU, where stock TRL's DPO side alone takes over 20)

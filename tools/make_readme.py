@@ -8,13 +8,15 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADER = '<!-- generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file -->\n\n'
 
 def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
-    "The README text of the index notebook: its markdown cells, and its code cells as fenced blocks."
+    "The README text of the index notebook: its markdown cells, its code cells and what they printed as fenced blocks."
     cells = json.loads(Path(nb_path).read_text())['cells']
     parts = []
     for c in cells:
         src = ''.join(c['source']).strip()
         if not src or src.startswith('#| hide'): continue
         parts.append(src if c['cell_type'] == 'markdown' else f'```python\n{src}\n```')
+        printed = ''.join(''.join(o.get('text', '')) for o in c.get('outputs', []) if o.get('output_type') == 'stream')
+        if printed.strip(): parts.append(f'```\n{printed.rstrip()}\n```')
     return HEADER + '\n\n'.join(parts) + '\n'
 
 if __name__ == '__main__':
