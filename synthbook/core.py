@@ -66,7 +66,7 @@ class Config:
     pink_elephant_entities: int = 0  # entities drawn from the Pink Elephant set, 2 prompts each, 0 means all
     seen_entity_heldout: float = 0.5  # share of trained-on entities that hold one prompt out, for a test on them
     # share of Pink Elephant entities kept out of training and of the tests, to choose settings on
-    validation_entities: float = 0.125
+    validation_entities: float = 0.125  # Pink Elephant entities kept out of training and tests, to choose settings on
     backend: str = 'auto'  # generation backend: auto, transformers or vllm
     batch_size: int = 16  # prompts per generation batch
     max_new_tokens: int = 64  # new tokens per response
@@ -84,7 +84,8 @@ class Config:
     won_keep_fraction: float = 0.5  # share of West-of-N pairs kept, widest score gap first
     revision_samples: int = 3  # LLM revisions tried per DPF response before the rule-based fallback
     # synthetic-pair methods the reward model trains on
-    rm_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
+    rm_methods: list[str] = field(  # pair methods the reward model and the judges train on
+        default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
     rm_epochs: int = 2  # passes over the training pairs
     rm_learning_rate: float = 5e-4  # peak AdamW learning rate of the adapters and score head
     rm_batch_size: int = 4  # pairs per optimisation step
@@ -96,7 +97,7 @@ class Config:
     genrm_prompt: str = 'compact'  # judge instructions of chapter 05: compact, or mt-bench as in the GenRM paper
     judge_train_pairs: int = 16  # most training pairs the judges of chapter 05 learn from, 0 means all
     # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 means all
-    judge_eval_pairs: int = 16
+    judge_eval_pairs: int = 16  # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 is all
     judge_epochs: int = 1  # passes over each judge's training data
     judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
     judge_batch_size: int = 8  # examples per optimisation step of a judge
@@ -108,7 +109,8 @@ class Config:
     star_iterations: int = 1  # STaR rounds, each on a fresh share of the training pairs
     star_dpo_beta: float = 1.0  # DPO beta of STaR-DPO, the paper's value
     # synthetic-pair methods the policy trains on
-    dpo_methods: list[str] = field(default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
+    dpo_methods: list[str] = field(  # pair methods the policy trains on
+        default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
     dpo_train_pairs: int = 32  # most training pairs the policy learns from, 0 means all
     dpo_beta: float = 0.1  # strength of the pull back to the reference policy
     dpo_loss_type: str = 'sigmoid'  # TRL loss: sigmoid is DPO, ipo, hinge, robust and others

@@ -19,7 +19,7 @@ from .reward import accuracy_row, credit, pairs_of, quiet, trains_in_bf16, unwra
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
            'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
-           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'judge_model', 'judge_model_from',
+           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge', 'fresh_judge_from',
            'train_judge_sft', 'genrm_control', 'split_chain', 'CoTJudge', 'hint_conversation', 'star_records',
            'star_sft_rows', 'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
 
@@ -155,7 +155,7 @@ def fast_cpu_logprobs() -> bool:
     chunked_logprob._forward_tile, chunked_logprob._backward_tile = forward_tile, backward_tile
     return True
 
-# %% ../nbs/05_generative_reward_models.ipynb #41917232
+# %% ../nbs/05_generative_reward_models.ipynb #a88efcf3
 def chain_text(rationale:str, verdict:str) -> str:
     "A judge's answer: the rationale (may be empty), then `Verdict: [[A]]` or `[[B]]`."
     return (f'{rationale}\n' if rationale else '') + f'{VERDICT_PREFIX}{verdict}]]'
@@ -169,16 +169,17 @@ def genrm_rows(pairs:list[dict], system:str) -> list[dict]:
     "GenRM training rows: every pair in both orders, the completion the winner's indicator."
     return [sft_row(it, chain_text('', it[3]), system) for it in both_orders(pairs)]
 
-def judge_model(spec:str, dtype:str='auto', device:str='auto', load_in_4bit:bool=False,
+# %% ../nbs/05_generative_reward_models.ipynb #2b730bd9
+def fresh_judge(spec:str, dtype:str='auto', device:str='auto', load_in_4bit:bool=False,
                 lora_r:int=16, lora_alpha:int=32, lora_dropout:float=0.0, seed:int=0):
     "A causal LM with fresh LoRA adapters, to be trained into a judge; returns (model, tokenizer)."
     torch.manual_seed(seed)  # LoRA's A matrices are random
     m, tok = load_model(spec, dtype, device, load_in_4bit)
     return add_lora(m, lora_r, lora_alpha, lora_dropout), tok
 
-def judge_model_from(cfg:Config, seed:int|None=None):
-    "`judge_model` with the options of `cfg`."
-    return judge_model(cfg.model, cfg.dtype, cfg.device, cfg.load_in_4bit, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
+def fresh_judge_from(cfg:Config, seed:int|None=None):
+    "`fresh_judge` with the options of `cfg`."
+    return fresh_judge(cfg.model, cfg.dtype, cfg.device, cfg.load_in_4bit, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                        cfg.seed if seed is None else seed)
 
 def _train_args(cls, model, out:Path, epochs:int, learning_rate:float, batch_size:int, seed:int, progress:bool, **kw):
@@ -212,7 +213,7 @@ def genrm_control(cfg:Config, method:str, train:list[dict], heldout:list[dict], 
     ("GenRM fine-tuned on `method`'s training pairs alone, both orders, for `epochs`: its rows on `method`'s held-out "
      "pairs before and after training.")
     tr, ho = pairs_of(train, [method], 'training pairs'), pairs_of(heldout, [method], 'held-out pairs')
-    model, tok = judge_model_from(cfg)
+    model, tok = fresh_judge_from(cfg)
     sets = {f'held-out {method}': ho}
     before = PromptedJudge(plain_copy(model, with_adapter=False), tok, 'logits', batch_size=cfg.batch_size,
                            system=system)

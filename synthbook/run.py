@@ -189,7 +189,7 @@ def run_chain(cfg:Config,  # the run's parameters
         record.update(status='ok', seconds=round(time.perf_counter() - t_all, 1), artifacts=artifact_hashes(out),
                       metrics=collect_metrics(out))
         write_json(record, out/'run.json')
-        from synthbook.evaluate import write_timings  # here, after the last stage: its seconds are known now
+        from synthbook.report import write_timings  # here, after the last stage: its seconds are known now
         write_timings(out)
     return record
 
@@ -306,7 +306,7 @@ def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, 
         log(f'== sweep point {label}')
         rec = run_chain(replace(configs[label], run_dir=str(d)), nbs_dir, log)
         rows.append(point | {'ran': [s for s, v in rec['stages'].items() if not v.get('skipped')], **flat_metrics(d)})
-    from synthbook.evaluate import md_table
+    from synthbook.report import md_table
     write_json(rows, root/'sweep.json')
     (root/'sweep.md').write_text(f"# Sweep of {cfg.name} over {', '.join(grid)}\n\n" +
                                  md_table([r | {'ran': ', '.join(r['ran'])} for r in rows]) + '\n')

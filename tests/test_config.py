@@ -62,7 +62,7 @@ def test_notebook_parameters_are_config_fields_with_config_defaults(monkeypatch)
     assert nbs
     for nb in nbs:
         src = parameters_cell(nb)
-        if nb.stem == '08_scale': assert src is None; continue
+        if nb.stem in ('08_scale', '09_report'): assert src is None; continue  # not chain stages
         assert src, f'{nb.name} has no parameters cell'
         for line in src.strip().splitlines():
             stmt = ast.parse(line).body[0]

@@ -3,7 +3,8 @@ import json, math
 import pytest, torch
 from synthbook.core import TINY_MODEL, Config, write_json, write_stats
 from synthbook.data import DataError
-from synthbook.evaluate import before_after, length_row, mcnemar_exact, md_table, mention_row, win_rate_row, write_report
+from synthbook.evaluate import before_after, length_row, mcnemar_exact, mention_row, win_rate_row
+from synthbook.report import md_table, write_report
 from synthbook.feedback import Judge
 
 class Table(Judge):

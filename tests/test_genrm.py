@@ -5,7 +5,7 @@ from synthbook.core import TINY_MODEL
 from synthbook.data import DataError
 from synthbook.feedback import Judge, PromptedJudge, make_pair
 from synthbook.generate import Backend
-from synthbook.genrm import (CoTJudge, evaluate_judge, genrm_rows, judge_model, judge_row, load_judge, oriented, save_judge,
+from synthbook.genrm import (CoTJudge, evaluate_judge, genrm_rows, fresh_judge, judge_row, load_judge, oriented, save_judge,
                              sft_row, split_chain, star_dpo_rows, star_records, star_sft_rows, star_summary, train_judge_dpo,
                              train_judge_sft, chain_text, judge_system)
 
@@ -70,7 +70,7 @@ def test_star_sorts_chains_rationalizes_and_builds_rows():
     assert star_records(FakeCoT([['B', 'B']], [['A', 'A']]), items[:1], rationalize=False)[0]['rationalized'] is None
 
 def test_genrm_training_moves_the_indicator_read_out(tmp_path):
-    m, tok = judge_model(TINY_MODEL, dtype='float32', device='cpu', seed=0)
+    m, tok = fresh_judge(TINY_MODEL, dtype='float32', device='cpu', seed=0)
     rows = [sft_row(oriented(p, swap=True), chain_text('', 'B'), 'sys') for p in PAIRS]  # always B: learnable by a tiny model
     j = PromptedJudge(m, tok, 'logits', system='sys')
     before = np.mean([p for _, p in j.judge_many([oriented(p, True)[:3] for p in PAIRS])])
@@ -86,7 +86,7 @@ def test_genrm_training_moves_the_indicator_read_out(tmp_path):
     with pytest.raises(DataError, match='not a saved synthbook judge'): load_judge(tmp_path/'t')
 
 def test_star_dpo_trains_and_saves_only_the_policy_adapter(tmp_path):
-    m, tok = judge_model(TINY_MODEL, dtype='float32', device='cpu', seed=0)
+    m, tok = fresh_judge(TINY_MODEL, dtype='float32', device='cpu', seed=0)
     rows = [{'prompt': sft_row(oriented(p), '', 'sys')['prompt'],
              'chosen': [{'role': 'assistant', 'content': chain_text('fine', 'A')}],
              'rejected': [{'role': 'assistant', 'content': chain_text('fine', 'B')}]} for p in PAIRS]
