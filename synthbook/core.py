@@ -188,6 +188,7 @@ def suggest_key(key:str, keys:list[str]) -> str|None:
     if close: return close[0]
     return next((k for k in keys if '_' in k and ''.join(w[0] for w in k.split('_')) == key), None)
 
+# %% ../nbs/00_core.ipynb #c47e258a
 def project_root(start:Path|None=None) -> Path:
     "The nearest folder above `start` (default: cwd) holding `pyproject.toml` and `nbs/`; else cwd."
     start = Path(start or Path.cwd()).resolve()
@@ -374,6 +375,7 @@ def cpu_bf16_speedup() -> float:
         os.replace(tmp, path)  # atomic: processes of one run that measure at once never read half a file
     return known[key]
 
+# %% ../nbs/00_core.ipynb #1cc5a0c4
 def cpu_has_fast_bf16() -> bool:
     "Whether bf16 matrix products run at least `BF16_MIN_SPEEDUP` times faster than fp32 on this CPU, as measured."
     return cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
@@ -518,6 +520,7 @@ def pick_device(device:str='auto') -> str:
         raise ModelError("device 'cuda' was asked for but CUDA is not available")
     return ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
 
+# %% ../nbs/00_core.ipynb #0e30eb04
 def pick_dtype(dtype:str='auto', device:str='cpu') -> torch.dtype:
     "The torch dtype for `dtype`; `auto` is bf16 where the hardware runs it fast, else fp32."
     if dtype == 'auto':
@@ -527,6 +530,7 @@ def pick_dtype(dtype:str='auto', device:str='cpu') -> torch.dtype:
         raise ModelError(f"dtype must be auto, bfloat16, float16 or float32, got {dtype!r}")
     return getattr(torch, dtype)
 
+# %% ../nbs/00_core.ipynb #8446e20f
 def nf4_config(compute_dtype:torch.dtype=torch.bfloat16, skip_modules:list[str]|None=None):
     ("The QLoRA quantization: NF4 weights, double-quantized scales, `compute_dtype` matmuls; "
      "`skip_modules` stay unquantized.")
@@ -542,6 +546,7 @@ def load_tokenizer(spec:str=BUNDLED_MODEL):
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
+# %% ../nbs/00_core.ipynb #643a5a72
 def load_model(spec:str=BUNDLED_MODEL,  # bundled name, tiny-random, folder or hub id
                dtype:str='auto',  # auto, bfloat16, float16 or float32
                device:str='auto',  # auto, cpu or cuda
@@ -573,6 +578,7 @@ def load_model(spec:str=BUNDLED_MODEL,  # bundled name, tiny-random, folder or h
     if lora_r: m = add_lora(m, lora_r, lora_alpha, lora_dropout)
     return m, tok
 
+# %% ../nbs/00_core.ipynb #d7cced98
 def load_model_from(cfg:Config, **kw):
     "`load_model` with the model options of `cfg`; `kw` overrides them."
     return load_model(**{**dict(spec=cfg.model, dtype=cfg.dtype, device=cfg.device,

@@ -20,6 +20,7 @@ __all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SE
 class DataError(ValueError):
     "A data file or row that does not fit the schema."
 
+# %% ../nbs/01_data.ipynb #3d056cb2
 PAIR_FIELDS = ('prompt', 'chosen', 'rejected')
 SCORE_FIELDS = ('score_chosen', 'score_rejected')
 
@@ -28,6 +29,7 @@ def is_messages(x) -> bool:
     return isinstance(x, list) and len(x) > 0 and all(
         isinstance(m, dict) and isinstance(m.get('role'), str) and isinstance(m.get('content'), str) for m in x)
 
+# %% ../nbs/01_data.ipynb #c2cbe453
 def text_of(x) -> str:
     "The text of a string or of the contents of chat messages."
     return x if isinstance(x, str) else '\n'.join(m['content'] for m in x)
@@ -66,6 +68,7 @@ def check_prompt(row, where:str='row') -> dict:
     _check_text(row, 'prompt', where)
     return row
 
+# %% ../nbs/01_data.ipynb #ef2c4384
 def check_pair(row, where:str='row') -> dict:
     "Return `row` if it is a valid preference pair, else raise `DataError` naming `where`."
     check_prompt(row, where)
@@ -106,6 +109,7 @@ def read_jsonl(path:str|Path,  # a .jsonl file
     if not rows: raise DataError(f"{path}: no rows")
     return rows
 
+# %% ../nbs/01_data.ipynb #6bd504fa
 def write_jsonl(rows:list[dict], path:str|Path,
                 kind:str|None='pairs',  # check rows as `pairs` or `prompts` before writing
                 overwrite:bool=False,  # replace an existing file
@@ -132,6 +136,7 @@ def to_dataset(rows:list[dict]):
     keys = list(dict.fromkeys(k for r in rows for k in r))
     return Dataset.from_list([{k: r.get(k) for k in keys} for r in rows])
 
+# %% ../nbs/01_data.ipynb #e0a37ead
 def from_dataset(ds, kind:str|None='pairs') -> list[dict]:
     "The rows of a `datasets.Dataset`, checked as `kind`, with `None` fields left out."
     rows = [{k: v for k, v in r.items() if v is not None} for r in ds]
@@ -146,10 +151,12 @@ def asset_path(name:str) -> Path:
     "Path of a file shipped in `synthbook/assets`."
     return Path(str(importlib.resources.files('synthbook')/'assets'/name))
 
+# %% ../nbs/01_data.ipynb #165708fd
 def unit_hash(text:str, seed:int=0) -> float:
     "A number in [0, 1) fixed by `text` and `seed`, for order-free sampling and splitting."
     return int.from_bytes(hashlib.sha256(f'{seed}\0{text}'.encode()).digest()[:8], 'big') / 2**64
 
+# %% ../nbs/01_data.ipynb #1cf60150
 def sample_rows(rows:list[dict], n:int, seed:int=0, key:str='prompt', where:str='rows') -> list[dict]:
     "The `n` rows (all if `n` is 0) ranked first by a seeded hash of their `key` text."
     if n < 0: raise DataError(f"n must be 0 (all) or positive, got {n}")
@@ -181,6 +188,7 @@ def load_prompts(source:str='synthbook:general',  # shipped set, JSONL path or d
     else: rows = _load_hub_prompts(source, split, column)
     return sample_rows(rows, n, seed, where=source)
 
+# %% ../nbs/01_data.ipynb #b7389c88
 def load_prompts_from(cfg:Config, **kw) -> list[dict]:
     "`load_prompts` with the prompt options of `cfg`; `kw` overrides them."
     return load_prompts(**{**dict(source=cfg.prompt_source, n=cfg.n_prompts, seed=cfg.seed, split=cfg.prompt_split,

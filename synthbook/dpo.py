@@ -16,9 +16,9 @@ from .genrm import fast_cpu_logprobs
 from .reward import as_conversation, gated_methods, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
 
 # %% auto #0
-__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory', 'save_policy',
-           'load_policy', 'next_token_probs_of', 'dpo_trainer', 'training_curve', 'train_policy', 'minimal_pairs',
-           'train_control', 'plot_training', 'save_figure']
+__all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
+           'next_token_probs_of', 'save_policy', 'load_policy', 'dpo_trainer', 'training_curve', 'train_policy',
+           'minimal_pairs', 'train_control', 'plot_training', 'save_figure']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -51,6 +51,7 @@ def world_size() -> int:
     "Processes in this training run: `WORLD_SIZE` as `accelerate launch` and `torchrun` set it, else 1."
     return int(os.environ.get('WORLD_SIZE', '1'))
 
+# %% ../nbs/06_dpo.ipynb #ee347613
 def trainer_global_batch(args) -> int:
     "The global batch a transformers `TrainingArguments` really trains with."
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -61,6 +62,7 @@ def policy_model(cfg:Config):
     torch.manual_seed(cfg.seed)  # LoRA's A matrices are random
     return load_model_from(cfg, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout)
 
+# %% ../nbs/06_dpo.ipynb #edcfccaa
 def dpo_args(cfg:Config, out:Path, model, processes:int|None=None, progress:bool=True):
     "TRL's `DPOConfig` for `cfg`, with the global batch split for `processes` (default: this run's world size)."
     from trl import DPOConfig
@@ -109,11 +111,20 @@ class PeakMemory:
                 'peak CUDA allocated (MB)': None if self.cuda_mb is None else round(self.cuda_mb)}
 
 # %% ../nbs/06_dpo.ipynb #4d218d03
+def next_token_probs_of(model, tokenizer, text:str) -> torch.Tensor:
+    "The model's next-token distribution after the chat prompt `text`, in fp32."
+    enc = tokenizer(tokenizer.apply_chat_template([{'role': 'user', 'content': text}],
+                                                  tokenize=False, add_generation_prompt=True),
+                    return_tensors='pt', add_special_tokens=False).to(model.device)
+    with torch.inference_mode(): return torch.softmax(model(**enc).logits[0, -1].float(), -1)
+
+# %% ../nbs/06_dpo.ipynb #8d91f14c
 def save_policy(model, tokenizer, path:Path, spec:str, **meta) -> Path:
     ("Save the policy's adapter and tokenizer to `path`, "
      "recording the base model `spec` and `meta` (how it was trained).")
     return save_adapter(model, tokenizer, path, 'synthbook_policy.json', base_model=spec, **meta)
 
+# %% ../nbs/06_dpo.ipynb #d084cd2c
 def load_policy(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
     ("A saved policy: its base model with the adapter on top; returns (model, tokenizer). "
      "`model.disable_adapter()` gives the base.")
@@ -124,13 +135,6 @@ def load_policy(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:boo
     meta = json.loads((path/'synthbook_policy.json').read_text())
     base, tok = load_model(meta['base_model'], dtype, device, load_in_4bit)
     return PeftModel.from_pretrained(base, path).eval(), tok
-
-def next_token_probs_of(model, tokenizer, text:str) -> torch.Tensor:
-    "The model's next-token distribution after the chat prompt `text`, in fp32."
-    enc = tokenizer(tokenizer.apply_chat_template([{'role': 'user', 'content': text}],
-                                                  tokenize=False, add_generation_prompt=True),
-                    return_tensors='pt', add_special_tokens=False).to(model.device)
-    with torch.inference_mode(): return torch.softmax(model(**enc).logits[0, -1].float(), -1)
 
 # %% ../nbs/06_dpo.ipynb #ff1ca943
 def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|None=None):
@@ -145,6 +149,7 @@ def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|
                              eval_dataset=ds(eval_pairs) if eval_pairs else None, processing_class=tokenizer)
     return quiet(trainer)
 
+# %% ../nbs/06_dpo.ipynb #e753841a
 def training_curve(log_history:list[dict]) -> pd.DataFrame:
     "TRL's per-step logs as a table: loss, implicit rewards, margin, accuracy."
     import pandas as pd
@@ -154,7 +159,7 @@ def training_curve(log_history:list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index('step')
 
 # %% ../nbs/06_dpo.ipynb #b0afac9b
-def train_policy(cfg:Config, progress:bool=True) -> dict:
+def train_policy(cfg:Config, progress:bool=False) -> dict:
     ("Chapter 06's training stage: DPO on the run's pairs, resumed from a checkpoint if one is left, "
      "saved to `policy/`; returns the figures.")
     from synthbook.core import load_tokenizer
@@ -182,6 +187,9 @@ def train_policy(cfg:Config, progress:bool=True) -> dict:
     rank = {'rank': st.process_index, 'processes': st.num_processes, 'backend': st.backend, 'device': str(st.device),
             'steps': trainer.state.global_step, 'global batch': trainer_global_batch(a)}
     write_stats(rank, cfg.out/'jobs'/f'dpo_rank{st.process_index}.json', **{'peak RSS (MB)': round(memory.rss_mb)})
+    if st.num_processes > 1:  # a launched job's one line per rank, streamed to the notebook that launched it
+        print(f"dpo rank {st.process_index} of {st.num_processes} on {st.device}: {trainer.state.global_step} steps, "
+              f"global batch {rank['global batch']}", flush=True)
     if not st.is_main_process: return rank
     path = save_policy(model, tok, cfg.out/'policy', cfg.model, methods=methods, pairs=len(train),
                        beta=cfg.dpo_beta, loss_type=cfg.dpo_loss_type, load_in_4bit=cfg.load_in_4bit)
@@ -223,7 +231,7 @@ def minimal_pairs(pairs:list[dict],  # chapter 03's pairs of one split; only the
     return out
 
 # %% ../nbs/06_dpo.ipynb #8fae20e4
-def train_control(cfg:Config, progress:bool=True) -> dict:
+def train_control(cfg:Config, progress:bool=False) -> dict:
     ("The positive control: `train_policy` on the run's DPF minimal pairs with the control's epochs, learning rate "
      "and SFT weight, in `<run>/control/`; returns its figures.")
     from dataclasses import replace
@@ -260,6 +268,7 @@ def plot_training(curve:pd.DataFrame, title:str=''):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/06_dpo.ipynb #e801d880
 def save_figure(fig, out:Path, name:str) -> Path:
     "Save `fig` as `figures/<name>.png` in the run folder, for the report."
     path = Path(out)/'figures'/f'{name}.png'

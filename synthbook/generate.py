@@ -162,6 +162,7 @@ def prefix_cache(model, prefix_ids:list[int]) -> DynamicCache:
         model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
     return cache
 
+# %% ../nbs/02_generate.ipynb #fc772622
 def forward_after_prefix(model,
                          suffixes:list[list[int]],  # each row's tokens after the shared prefix
                          prefix:DynamicCache,  # `prefix_cache` of the shared prefix, left unchanged
@@ -270,6 +271,7 @@ def vllm_available() -> bool:
     "Whether the vllm package is installed and a CUDA GPU is visible."
     return importlib.util.find_spec('vllm') is not None and torch.cuda.is_available()
 
+# %% ../nbs/02_generate.ipynb #ad42d425
 BACKENDS = ('auto', 'loop', 'transformers', 'vllm')
 
 def pick_backend(backend:str='auto') -> str:
@@ -279,6 +281,7 @@ def pick_backend(backend:str='auto') -> str:
         raise ValueError("backend 'vllm' needs the vllm package and a CUDA GPU")
     return ('vllm' if vllm_available() else 'loop') if backend == 'auto' else backend
 
+# %% ../nbs/02_generate.ipynb #6f57d076
 def make_backend(cfg:Config, model=None, tokenizer=None, progress:bool=True) -> Backend:
     "The generation backend `cfg` asks for; reuses `model` and `tokenizer` for `loop` and `transformers` when given."
     kind = pick_backend(cfg.backend)

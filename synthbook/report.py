@@ -66,6 +66,7 @@ def _section_generation(d, g):
     return md_table([{k: g.get(k) for k in ('prompts', 'sequences', 'new_tokens', 'truncated', 'backend', 'dtype',
                                             'device')}])
 
+# %% ../nbs/09_report.ipynb #d8aff7bd
 def _section_feedback(d, f):
     if not f: return None
     qa = [{'method': m, **q} for m, q in f['qa'].items()]
@@ -76,6 +77,7 @@ def _section_feedback(d, f):
                                    pe and 'Base model, Pink Elephant mention rate on the training prompts: ' +
                                    ', '.join(f'{k} {v:.2f}' for k, v in pe.items()) + '.'] if x)
 
+# %% ../nbs/09_report.ipynb #7ea4c27b
 def _section_reward(d, r):
     if not r: return None
     import pandas as pd
@@ -94,6 +96,7 @@ def _section_reward(d, r):
         f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs.",
         md_table(t), _figure(d, 'reward_accuracy', 'reward model accuracy')] if x)
 
+# %% ../nbs/09_report.ipynb #b4fa689e
 def _section_genrm(d, g):
     if not g: return None
     import pandas as pd
@@ -105,6 +108,7 @@ def _section_genrm(d, g):
     return '\n\n'.join([md_table(t), md_table(g.get('star_rounds', []))] + (control or []) +
                        [_figure(d, 'judge_accuracy', 'judge accuracy')])
 
+# %% ../nbs/09_report.ipynb #d5e4b481
 def _section_dpo(d, s):
     if not s: return None
     b, last, held = s['batch'], s['last_step'], s.get('heldout', {})
@@ -119,6 +123,7 @@ def _section_dpo(d, s):
     return '\n\n'.join([md_table([{'measure': k, 'value': v} for k, v in summary.items()]),
                         _figure(d, 'dpo_training', 'DPO training curves')])
 
+# %% ../nbs/09_report.ipynb #1ad4a25f
 def _section_eval(d, e):
     if not e: return None
     return '\n\n'.join(['Win rate of the DPO policy over its base (ties count ½; both orders for the judge):',
@@ -130,8 +135,10 @@ def _section_eval(d, e):
                          'same base; its learning rate was chosen on the validation entities:', md_table(e['control'])]
                         if e.get('control') else []))
 
+# %% ../nbs/09_report.ipynb #921dad1e
 def _p_text(p) -> str: return f'p {p}' if isinstance(p, str) else f'p = {p}'
 
+# %% ../nbs/09_report.ipynb #ae97bac3
 def _summary(d) -> list[dict]:
     "One line per step: the number that says what it bought, where the chapter ran."
     f, r, g, s, e = (_load(d, n) for n in ('feedback_stats.json', 'reward_stats.json', 'genrm_stats.json',

@@ -26,6 +26,7 @@ def as_conversation(pair:dict) -> dict:
     side = lambda s: s if isinstance(s, list) else [{'role': 'assistant', 'content': s}]
     return {'prompt': as_messages(pair['prompt']), 'chosen': side(pair['chosen']), 'rejected': side(pair['rejected'])}
 
+# %% ../nbs/04_reward_model.ipynb #bcda4b11
 def pairs_of(pairs:list[dict], methods:list[str], where:str='pairs') -> list[dict]:
     "The pairs made by `methods`; a method no chapter makes, or no pairs at all, is an error."
     if unknown := [m for m in methods if m not in METHOD_NOTES]:
@@ -34,6 +35,7 @@ def pairs_of(pairs:list[dict], methods:list[str], where:str='pairs') -> list[dic
     if not out: raise DataError(f"{where} has no pairs of method {', '.join(methods)}")
     return out  # a known method with no pairs this run shows as 0 in the table below
 
+# %% ../nbs/04_reward_model.ipynb #eea74041
 def token_lengths(pairs:list[dict], tokenizer) -> list[int]:
     "Tokens in the longer side (prompt plus response) of each pair, as the reward model sees it."
     def n(msgs): return len(tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)['input_ids'])
@@ -48,6 +50,7 @@ def reward_model(spec:str, dtype:str='auto', device:str='auto', load_in_4bit:boo
     m, tok = load_model(spec, dtype, device, load_in_4bit, kind='reward')
     return add_lora(m, lora_r, lora_alpha, lora_dropout, task_type='SEQ_CLS', modules_to_save=['score']), tok
 
+# %% ../nbs/04_reward_model.ipynb #5dd9e233
 def reward_model_from(cfg:Config):
     "`reward_model` with the options of `cfg`."
     return reward_model(cfg.model, cfg.dtype, cfg.device, cfg.load_in_4bit,
@@ -60,6 +63,7 @@ def autocast_like(model):
     dt = next(p for p in model.parameters() if not p.requires_grad).dtype
     return torch.autocast(model.device.type, dtype=dt, enabled=dt in (torch.bfloat16, torch.float16))
 
+# %% ../nbs/04_reward_model.ipynb #1591d5b6
 class RewardScorer(Scorer):
     "Scores (prompt, response) items with a one-score sequence classifier."
     name = 'reward-model'
@@ -81,6 +85,7 @@ class RewardScorer(Scorer):
             for i, v in zip(idx, scores): out[i] = v
         return out
 
+# %% ../nbs/04_reward_model.ipynb #592122c1
 class RewardJudge(Judge):
     "A reward model as a pairwise judge: p(a better) = sigmoid(r_a - r_b)."
     name = 'bradley-terry'
@@ -106,11 +111,13 @@ def margins(scorer:Scorer, pairs:list[dict]) -> np.ndarray:
     s = scorer.score_many([(p['prompt'], text_of(p[side])) for p in pairs for side in ('chosen', 'rejected')])
     return np.array(s[0::2]) - np.array(s[1::2])
 
+# %% ../nbs/04_reward_model.ipynb #40ff06e5
 def longer_wins(pairs:list[dict]) -> np.ndarray:
     "The length baseline per pair: 1 if chosen has more words, 0.5 on a tie, else 0."
     d = np.array([len(text_of(p['chosen']).split()) - len(text_of(p['rejected']).split()) for p in pairs])
     return np.where(d > 0, 1.0, np.where(d == 0, 0.5, 0.0))
 
+# %% ../nbs/04_reward_model.ipynb #cc5a0460
 SMALL_N = 10  # a rate over fewer items is flagged in its row: its interval is wide whatever the method
 
 def accuracy_row(correct, **extra) -> dict:
@@ -184,6 +191,7 @@ def trains_in_bf16(model) -> bool:
     return (next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16
             or getattr(model, 'is_loaded_in_4bit', False))
 
+# %% ../nbs/04_reward_model.ipynb #e2507d16
 def quiet(trainer):
     ("When progress bars are off, take off the callback that prints every log line instead (the logs stay in "
      "`trainer.state.log_history`); returns the trainer.")
@@ -235,6 +243,7 @@ def save_reward_model(model, tokenizer, path:Path, spec:str) -> Path:
     "Save adapters, score head and tokenizer to `path`, recording the base model `spec`."
     return save_adapter(model, tokenizer, path, 'synthbook_reward.json', base_model=spec)
 
+# %% ../nbs/04_reward_model.ipynb #2ea154d9
 def load_reward_model(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
     "A saved reward model: its base checkpoint with the saved adapters and score head; returns (model, tokenizer)."
     import json

@@ -17,8 +17,8 @@ from .data import PAIR_SETS, SHIPPED, DataError, read_jsonl
 # %% auto #0
 __all__ = ['LOCK_FILE', 'TIMINGS', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'artifact_hashes',
            'collect_metrics', 'notebook_code', 'stage_key', 'version_changes', 'changed_artifacts', 'stage_is_done',
-           'check_inputs', 'process_alive', 'run_lock', 'run_chain', 'resolve_job', 'job_command', 'launch', 'run_job',
-           'where_am_i', 'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
+           'check_inputs', 'process_alive', 'run_lock', 'run_chain', 'resolve_job', 'job_command', 'launch',
+           'where_am_i', 'run_job', 'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
 
 # %% ../nbs/08_scale.ipynb #7a5b821c
 class ChainError(RuntimeError):
@@ -30,6 +30,7 @@ def notebooks_dir(nbs_dir:str|Path|None=None) -> Path:
     if not d.is_dir(): raise ChainError(f"no notebooks folder at {d}; run from the synthbook checkout or pass --nbs")
     return d
 
+# %% ../nbs/08_scale.ipynb #8ce663c0
 def notebook_parameters(nb:Path) -> dict:
     "The names and declared defaults of `nb`'s parameters cell, checked against `Config`."
     import papermill
@@ -48,6 +49,7 @@ def artifact_hashes(run_dir:Path) -> dict:
     return {str(p.relative_to(run_dir)): sha256_file(p) for p in sorted(run_dir.rglob('*'))
             if p.is_file() and p.name not in skip and 'notebooks' not in p.relative_to(run_dir).parts}
 
+# %% ../nbs/08_scale.ipynb #6d31ca47
 def collect_metrics(run_dir:Path) -> dict:
     "The `*_stats.json` files the chapters wrote, by name."
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(run_dir).glob('*_stats.json'))}
@@ -58,6 +60,7 @@ def notebook_code(nb:Path) -> str:
     cells = json.loads(Path(nb).read_text())['cells']
     return '\n\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'code')
 
+# %% ../nbs/08_scale.ipynb #22ba2ecc
 KEY_PACKAGES = ('torch', 'transformers', 'trl', 'peft', 'bitsandbytes')  # the libraries whose upgrade can move a result
 
 def stage_key(nb:Path, params:dict, versions:dict|None=None) -> str:
@@ -106,6 +109,7 @@ def process_alive(pid:int) -> bool:
     except PermissionError: return True  # it exists, under another user
     return True
 
+# %% ../nbs/08_scale.ipynb #6cb3ac40
 @contextlib.contextmanager
 def run_lock(run_dir:Path, log=print):
     "Hold `run_dir` for this process: refuse a folder a live run holds, take over one whose run is gone."
@@ -200,6 +204,7 @@ def resolve_job(target:str):
     try: return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e: raise ChainError(f"no training job {target!r}: {e}") from None
 
+# %% ../nbs/08_scale.ipynb #6f8c5aad
 def job_command(cfg:Config, target:str, params_file:Path) -> list[str]:
     "The `accelerate launch` command that runs `target` on `cfg.num_processes` processes."
     cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--num_processes', str(cfg.num_processes)]
@@ -207,6 +212,7 @@ def job_command(cfg:Config, target:str, params_file:Path) -> list[str]:
             ['--multi_gpu', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no'])
     return cmd + ['-m', 'synthbook.run', 'job', target, '--params', str(params_file)]
 
+# %% ../nbs/08_scale.ipynb #5a556cf4
 def launch(target:str,  # the training job, 'module:function'; the function takes a Config and returns a dict
            cfg:Config,  # its parameters; `num_processes` and `accelerate_config` decide how it runs
            log=print,  # where the subprocess's lines go
@@ -240,6 +246,14 @@ def launch(target:str,  # the training job, 'module:function'; the function take
                          f"exit code {p.returncode}): {last}")
     return json.loads(result.read_text())
 
+# %% ../nbs/08_scale.ipynb #9c3f245d
+def where_am_i(cfg:Config) -> dict:
+    "A tiny job for checking a launch: this process's rank, the world size and the device count."
+    import torch
+    return {'rank': int(os.environ.get('RANK', '0')), 'world size': int(os.environ.get('WORLD_SIZE', '1')),
+            'pid': os.getpid(), 'cuda devices': torch.cuda.device_count()}
+
+# %% ../nbs/08_scale.ipynb #38a41bb4
 def run_job(target:str, params_file:Path) -> dict:
     "One rank of a launched job: rebuild the config, call the function, and let rank 0 write the result."
     cfg = Config.from_dict(json.loads(Path(params_file).read_text()), where=str(params_file))
@@ -248,13 +262,6 @@ def run_job(target:str, params_file:Path) -> dict:
         write_json(result, Path(params_file).with_name(Path(params_file).stem + '.result.json'))
     return result
 
-# %% ../nbs/08_scale.ipynb #9c3f245d
-def where_am_i(cfg:Config) -> dict:
-    "A tiny job for checking a launch: this process's rank, the world size and the device count."
-    import torch
-    return {'rank': int(os.environ.get('RANK', '0')), 'world size': int(os.environ.get('WORLD_SIZE', '1')),
-            'pid': os.getpid(), 'cuda devices': torch.cuda.device_count()}
-
 # %% ../nbs/08_scale.ipynb #f720a230
 def grid_points(grid:dict[str, list]) -> list[dict]:
     "Every combination of the grid's values, as parameter dicts."
@@ -262,6 +269,7 @@ def grid_points(grid:dict[str, list]) -> list[dict]:
         raise RecipeError("a sweep needs at least one value for each grid key")
     return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
 
+# %% ../nbs/08_scale.ipynb #d42264b3
 def parse_grid(items:list[str]) -> dict:
     "`key=v1,v2,...` strings to a grid, each value read as YAML; keys are checked against `Config`."
     grid = {}
@@ -273,6 +281,7 @@ def parse_grid(items:list[str]) -> dict:
         for v in values: Config.from_dict({k: v}, where='--grid')
     return grid
 
+# %% ../nbs/08_scale.ipynb #bb3aa482
 def flat_metrics(run_dir:Path) -> dict:
     ("The headline numbers of a run, one column each: DPO's margins and held-out accuracy, win rates, mention rates, "
      "and the positive control on the validation entities.")
@@ -289,6 +298,7 @@ def flat_metrics(run_dir:Path) -> dict:
             out[f"control on {r['set']}: words"] = f"{r['words before']} → {r['words after']}"
     return out
 
+# %% ../nbs/08_scale.ipynb #3d7a3369
 def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, log=print) -> list[dict]:
     ("Run `cfg` once per grid point, each in `<run>/sweep/<point>` (a copy of `base_run` if given); "
      "returns and saves the table.")
@@ -322,6 +332,7 @@ def parse_sets(items:list[str]) -> dict:
         out[k.strip()] = yaml.safe_load(v)
     return out
 
+# %% ../nbs/08_scale.ipynb #9386d022
 def _recipe_args(p):
     p.add_argument('recipe')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')

@@ -6,7 +6,8 @@ from synthbook.run import sha256_file
 # The smoke recipe at about half its work, so that `make test` keeps inside CI's time: every stage and every method still
 # runs on the real model, on fewer prompts, pairs and tokens (`make smoke` runs it at full size)
 SMALLER = dict(n_prompts=16, pink_elephant_entities=16, n_samples=2, max_new_tokens=32, judge_train_pairs=8,
-               judge_eval_pairs=6, n_eval_pairs=12, dpo_train_pairs=8)
+               judge_eval_pairs=4, n_eval_pairs=12, dpo_train_pairs=8, revision_samples=1,
+               judge_control_epochs=1, dpo_control_epochs=1)
 
 @pytest.mark.slow
 def test_smoke_recipe_on_the_real_bundled_model(run_cli, tmp_path):
