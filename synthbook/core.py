@@ -27,8 +27,8 @@ __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHA
            'package_versions', 'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report',
            'ModelError', 'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem', 'reuse_cached',
            'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
-           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'write_json', 'write_stats',
-           'save_adapter']
+           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'trains_in_bf16',
+           'training_args', 'quiet', 'unwrap_autocast', 'write_json', 'write_stats', 'save_adapter']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -619,6 +619,39 @@ def plain_copy(model,
     # a trainer can leave a wrapped `forward` on the instance whose closure still calls the original model
     vars(plain).pop('forward', None)
     return plain.eval()
+
+# %% ../nbs/00_core.ipynb #60ccc0c9
+def trains_in_bf16(model) -> bool:
+    ("Whether a trainer should autocast to bf16: the frozen weights (all of them when none is frozen) are bf16, or "
+     "4-bit (which computes in bf16).")
+    weights = next((p for p in model.parameters() if not p.requires_grad), next(model.parameters()))
+    return weights.dtype == torch.bfloat16 or getattr(model, 'is_loaded_in_4bit', False)
+
+# %% ../nbs/00_core.ipynb #28fc754e
+def training_args(config_cls,  # a TRL config class: `RewardConfig`, `SFTConfig` or `DPOConfig`
+                  model, out:Path, epochs:int, learning_rate:float, batch_size:int, seed:int=0, progress:bool=False,
+                  **kw,  # the trainer's own arguments, and any shared one it sets otherwise
+                 ):
+    "A TRL config with the choices every trainer in this handbook shares, and `kw` on top."
+    shared = dict(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+                  learning_rate=learning_rate, gradient_checkpointing=False, bf16=trains_in_bf16(model),
+                  logging_steps=1, save_strategy='no', report_to='none', seed=seed, data_seed=seed,
+                  disable_tqdm=not progress, use_cpu=model.device.type == 'cpu')
+    return config_cls(**(shared | kw))
+
+# %% ../nbs/00_core.ipynb #e2507d16
+def quiet(trainer):
+    ("When progress bars are off, take off the callback that prints every log line instead (the logs stay in "
+     "`trainer.state.log_history`); returns the trainer.")
+    from transformers.trainer_callback import PrinterCallback
+    if trainer.args.disable_tqdm: trainer.remove_callback(PrinterCallback)
+    return trainer
+
+# %% ../nbs/00_core.ipynb #a6280060
+def unwrap_autocast(model):
+    "Remove the mixed-precision wrapper accelerate leaves on a trained model's `forward`; returns the model."
+    from accelerate.utils import extract_model_from_parallel
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)
 
 # %% ../nbs/00_core.ipynb #b1461c01
 def write_json(obj, path:Path) -> Path:

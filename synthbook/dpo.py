@@ -10,15 +10,16 @@ import json, os, threading, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
-from .core import Config, batch_plan, load_model, load_model_from, save_adapter, write_json, write_stats
+from .core import (Config, batch_plan, load_model, load_model_from, quiet, save_adapter, training_args,
+                            unwrap_autocast, write_json, write_stats)
 from .data import DataError, sample_rows
 from .genrm import fast_cpu_logprobs
-from .reward import as_conversation, gated_methods, pairs_of, quiet, token_lengths, trains_in_bf16, unwrap_autocast
+from .reward import as_conversation, gated_methods, pairs_of, token_lengths
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
            'next_token_probs_of', 'save_policy', 'load_policy', 'dpo_trainer', 'training_curve', 'train_policy',
-           'minimal_pairs', 'train_control', 'plot_training', 'save_figure']
+           'minimal_pairs', 'train_control', 'plot_training']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -72,16 +73,17 @@ def dpo_args(cfg:Config, out:Path, model, processes:int|None=None, progress:bool
     precompute = cfg.precompute_ref_log_probs and plan['processes'] == 1
     # an SFT term on the chosen side is one more TRL loss with its weight (TRL 1.16 has no `rpo_alpha`)
     losses = {cfg.dpo_loss_type: 1.0} | ({'sft': cfg.dpo_sft_weight} if cfg.dpo_sft_weight else {})
-    return DPOConfig(output_dir=str(out), beta=cfg.dpo_beta, loss_type=list(losses),
-                     loss_weights=list(losses.values()), learning_rate=cfg.dpo_learning_rate,
-                     num_train_epochs=cfg.dpo_epochs, per_device_train_batch_size=plan['per device'],
-                     per_device_eval_batch_size=plan['per device'], gradient_accumulation_steps=plan['accumulation'],
-                     max_length=cfg.max_length, gradient_checkpointing=cfg.gradient_checkpointing, optim=cfg.optim,
-                     precompute_ref_log_probs=precompute, precompute_ref_batch_size=8 * plan['per device'],
-                     bf16=trains_in_bf16(model), logging_steps=1, report_to='none', seed=cfg.seed, data_seed=cfg.seed,
-                     save_strategy='steps' if cfg.checkpoint_steps else 'no', save_steps=cfg.checkpoint_steps or 500,
-                     save_total_limit=2, ddp_find_unused_parameters=False, disable_tqdm=not progress,
-                     use_cpu=model.device.type == 'cpu')
+    return training_args(DPOConfig, model, out, cfg.dpo_epochs, cfg.dpo_learning_rate, plan['per device'], cfg.seed,
+                         progress, beta=cfg.dpo_beta, loss_type=list(losses), loss_weights=list(losses.values()),
+                         per_device_eval_batch_size=plan['per device'],
+                         gradient_accumulation_steps=plan['accumulation'], max_length=cfg.max_length,
+                         gradient_checkpointing=cfg.gradient_checkpointing, optim=cfg.optim,
+                         # the reference at the training micro-batch: the same shapes round the same way, so at step 1
+                         # the policy is its reference to the bit (at 8 per forward, bf16 padding moved step 1's margins
+                         # by 0.04)
+                         precompute_ref_log_probs=precompute, precompute_ref_batch_size=plan['per device'],
+                         save_strategy='steps' if cfg.checkpoint_steps else 'no',
+                         save_steps=cfg.checkpoint_steps or 500, save_total_limit=2, ddp_find_unused_parameters=False)
 
 # %% ../nbs/06_dpo.ipynb #18e0fcaf
 class PeakMemory:
@@ -267,11 +269,3 @@ def plot_training(curve:pd.DataFrame, title:str=''):
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-# %% ../nbs/06_dpo.ipynb #e801d880
-def save_figure(fig, out:Path, name:str) -> Path:
-    "Save `fig` as `figures/<name>.png` in the run folder, for the report."
-    path = Path(out)/'figures'/f'{name}.png'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches='tight')
-    return path

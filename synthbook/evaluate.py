@@ -13,7 +13,6 @@ from .core import plain_copy
 from .data import DataError, text_of
 from .feedback import Judge, judge_both_orders, mentions_avoided, principle_of, word_count
 from .generate import LoopBackend, as_messages
-from .dpo import save_figure
 from .reward import accuracy_row, credit, wilson_interval
 
 # %% auto #0

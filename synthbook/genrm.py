@@ -9,12 +9,13 @@ from __future__ import annotations
 import json, math, re, time
 from pathlib import Path
 import numpy as np, torch
-from .core import Config, add_lora, load_model, plain_copy, save_adapter, write_json
+from .core import (Config, add_lora, load_model, plain_copy, quiet, save_adapter, training_args,
+                            unwrap_autocast, write_json)
 from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
 from .generate import Backend, LoopBackend, as_messages
-from .reward import accuracy_row, credit, pairs_of, quiet, trains_in_bf16, unwrap_autocast
+from .reward import accuracy_row, credit, pairs_of
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
@@ -182,12 +183,6 @@ def fresh_judge_from(cfg:Config, seed:int|None=None):
     return fresh_judge(cfg.model, cfg.dtype, cfg.device, cfg.load_in_4bit, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                        cfg.seed if seed is None else seed)
 
-def _train_args(cls, model, out:Path, epochs:int, learning_rate:float, batch_size:int, seed:int, progress:bool, **kw):
-    return cls(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-               learning_rate=learning_rate, max_length=None, gradient_checkpointing=False, bf16=trains_in_bf16(model),
-               logging_steps=1, save_strategy='no', report_to='none', seed=seed, data_seed=seed,
-               disable_tqdm=not progress, use_cpu=model.device.type == 'cpu', **kw)
-
 def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     from datasets import Dataset
     if model.device.type == 'cpu': fast_cpu_logprobs()
@@ -203,8 +198,8 @@ def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, l
      "returns the trainer.")
     from trl import SFTConfig, SFTTrainer
     if not rows: raise DataError("no examples to fine-tune the judge on")
-    args = _train_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress,
-                       completion_only_loss=True)
+    args = training_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
+                         completion_only_loss=True)
     return _fit(SFTTrainer, args, model, tokenizer, rows)
 
 # %% ../nbs/05_generative_reward_models.ipynb #2f4d18e8
@@ -336,7 +331,8 @@ def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0,
     "Train `model` on (prompt, chosen, rejected) `rows` with TRL's `DPOTrainer`; the frozen base is the reference."
     from trl import DPOConfig, DPOTrainer
     if not rows: raise DataError("no right-versus-wrong chains to train STaR-DPO on")
-    args = _train_args(DPOConfig, model, out, epochs, learning_rate, batch_size, seed, progress, beta=beta)
+    args = training_args(DPOConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
+                         beta=beta)
     return _fit(DPOTrainer, args, model, tokenizer, rows)
 
 # %% ../nbs/05_generative_reward_models.ipynb #28a7c14b

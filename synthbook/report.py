@@ -9,10 +9,9 @@ from __future__ import annotations
 import json, math, time
 from pathlib import Path
 from .data import DataError
-from .dpo import save_figure
 
 # %% auto #0
-__all__ = ['REPORT_SECTIONS', 'md_table', 'ci_plot', 'write_timings', 'write_report']
+__all__ = ['REPORT_SECTIONS', 'md_table', 'ci_plot', 'save_figure', 'write_timings', 'write_report']
 
 # %% ../nbs/09_report.ipynb #4d954ac3
 def md_table(rows:list[dict]|pd.DataFrame, digits:int=3) -> str:
@@ -45,6 +44,14 @@ def ci_plot(table:pd.DataFrame,  # rows with a value column and `ci low`, `ci hi
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/09_report.ipynb #e801d880
+def save_figure(fig, out:Path, name:str) -> Path:
+    "Save `fig` as `figures/<name>.png` in the run folder, for the report."
+    path = Path(out)/'figures'/f'{name}.png'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches='tight')
+    return path
 
 # %% ../nbs/09_report.ipynb #e3bbb63a
 def _load(run_dir:Path, name:str) -> dict|None:

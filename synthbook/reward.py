@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, math, time
 from pathlib import Path
 import numpy as np, torch
-from .core import Config, load_model, save_adapter, write_json
+from .core import Config, load_model, quiet, save_adapter, training_args, unwrap_autocast, write_json
 from .data import DataError, load_pairs, text_of
 from .feedback import METHOD_NOTES, Judge, PromptedJudge, RatingScorer, Scorer, judge_both_orders, verdict_of
 from .generate import as_messages
@@ -17,8 +17,8 @@ from .generate import as_messages
 # %% auto #0
 __all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like',
            'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row', 'credit',
-           'decider_check', 'at_chance', 'gated_methods', 'evaluate_reward_model', 'trains_in_bf16', 'quiet',
-           'unwrap_autocast', 'train_reward_model', 'positive_control', 'save_reward_model', 'load_reward_model']
+           'decider_check', 'at_chance', 'gated_methods', 'evaluate_reward_model', 'train_reward_model',
+           'positive_control', 'save_reward_model', 'load_reward_model']
 
 # %% ../nbs/04_reward_model.ipynb #690a8800
 def as_conversation(pair:dict) -> dict:
@@ -185,26 +185,6 @@ def evaluate_reward_model(scorer:Scorer, sets:dict) -> tuple[pd.DataFrame, dict]
                                      **{'longer wins': round(float(longer_wins([pairs[i] for i in sel]).mean()), 3)}))
     return pd.DataFrame(rows).set_index(['set', 'method']), ms
 
-# %% ../nbs/04_reward_model.ipynb #60ccc0c9
-def trains_in_bf16(model) -> bool:
-    "Whether a trainer should autocast to bf16: the frozen weights are bf16, or 4-bit (which computes in bf16)."
-    return (next(p for p in model.parameters() if not p.requires_grad).dtype == torch.bfloat16
-            or getattr(model, 'is_loaded_in_4bit', False))
-
-# %% ../nbs/04_reward_model.ipynb #e2507d16
-def quiet(trainer):
-    ("When progress bars are off, take off the callback that prints every log line instead (the logs stay in "
-     "`trainer.state.log_history`); returns the trainer.")
-    from transformers.trainer_callback import PrinterCallback
-    if trainer.args.disable_tqdm: trainer.remove_callback(PrinterCallback)
-    return trainer
-
-# %% ../nbs/04_reward_model.ipynb #a6280060
-def unwrap_autocast(model):
-    "Remove the mixed-precision wrapper accelerate leaves on a trained model's `forward`; returns the model."
-    from accelerate.utils import extract_model_from_parallel
-    return extract_model_from_parallel(model, keep_fp32_wrapper=False)
-
 # %% ../nbs/04_reward_model.ipynb #8158442f
 def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=2, learning_rate:float=1e-4,
                        batch_size:int=8, seed:int=0, progress:bool=True):
@@ -213,10 +193,8 @@ def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
     if not pairs: raise DataError("no pairs to train the reward model on")
-    args = RewardConfig(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-                        learning_rate=learning_rate, max_length=None, gradient_checkpointing=False,
-                        bf16=trains_in_bf16(model), logging_steps=1, save_strategy='no', report_to='none', seed=seed,
-                        data_seed=seed, disable_tqdm=not progress, use_cpu=model.device.type == 'cpu')
+    # no max_length: chapter 04 drops over-long pairs itself, by name, where TRL would drop them silently
+    args = training_args(RewardConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None)
     trainer = RewardTrainer(model=model, args=args,
                             train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
                             processing_class=tokenizer)

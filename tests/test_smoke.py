@@ -64,7 +64,7 @@ def check_smoke_run(tmp_path):
     # chapter 06: DPO on the real model trained with the recipe's global batch, starting from log 2
     d = rec['metrics']['dpo_stats']
     assert d['batch']['global'] == 8 and d['steps'] == -(-d['train_pairs'] // 8) * d['epochs']
-    # log 2 at the first step, up to bf16 rounding of the reference log-probabilities computed once before training
+    # log 2 at the first step: the reference log-probabilities, computed once before training, at the same micro-batch
     memory = d['timings']['memory']
     assert abs(d['first_step']['loss'] - 0.6931) < 5e-3 and memory['peak RSS (MB)'] > memory['RSS at start (MB)']
     assert (tmp_path/'policy'/'synthbook_policy.json').exists() and (tmp_path/'figures'/'dpo_training.png').exists()
