@@ -83,6 +83,7 @@ def mcnemar_exact(only_before:int, only_after:int) -> float:
     "Two-sided exact McNemar p-value: the sign test on the discordant pairs, counted by `only_before` and `only_after`."
     return sign_test(only_before, only_after)
 
+# %% ../nbs/07_evaluate.ipynb #21163031
 def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid_aliases`)
                 before:list[str], after:list[str], **extra) -> dict:
     ("Mention rate of the avoided entity before and after (Wilson interval on after), its relative change, the "

@@ -42,10 +42,12 @@ def make_pair(prompt,  # a prompt row, text or chat messages
     row['meta'] = meta
     return check_pair(row, f'{method} pair')
 
+# %% ../nbs/03_synthetic_feedback.ipynb #c9f987fa
 def response_of(side) -> str:
     "The text of a pair's `chosen` or `rejected` side."
     return text_of(side)
 
+# %% ../nbs/03_synthetic_feedback.ipynb #c03ecd08
 def question_of(prompt) -> str:
     ("The prompt as a judge reads it: the text, or the user turns of chat messages after the system instruction the "
      "assistant was given, if any (a DPF principle is what makes one response right).")
@@ -60,11 +62,13 @@ def shingles(text:str, n:int=3) -> set[str]:
     words = re.findall(r'\w+', text.lower())
     return {' '.join(words[i:i + n]) for i in range(max(len(words) - n + 1, 1))} if words else set()
 
+# %% ../nbs/03_synthetic_feedback.ipynb #28be393e
 def jaccard(a:str, b:str) -> float:
     "Jaccard similarity of the word trigrams of `a` and `b`; two empty texts count as equal."
     sa, sb = shingles(a), shingles(b)
     return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
 
+# %% ../nbs/03_synthetic_feedback.ipynb #867f77d6
 _PRIME, _rng = (1 << 61) - 1, np.random.default_rng(0)
 _A, _B = _rng.integers(1, 1 << 30, 64, dtype=np.uint64), _rng.integers(0, 1 << 30, 64, dtype=np.uint64)
 
@@ -116,6 +120,7 @@ class PromptSetup:
                  for m in ({'role': 'user', 'content': q}, {'role': 'assistant', 'content': a})]
         return as_messages(turns + as_messages(prompt), self.system)
 
+# %% ../nbs/03_synthetic_feedback.ipynb #89e34519
 def contrast_setups(cfg:Config) -> tuple[PromptSetup, PromptSetup]:
     "The (strong, weak) configurations `cfg` asks for."
     return (PromptSetup('strong', STRONG_SYSTEM, cfg.contrast_demos, cfg.temperature),
@@ -124,6 +129,7 @@ def contrast_setups(cfg:Config) -> tuple[PromptSetup, PromptSetup]:
 # %% ../nbs/03_synthetic_feedback.ipynb #b9f0ae41
 def word_count(text:str) -> int: return len(text.split())
 
+# %% ../nbs/03_synthetic_feedback.ipynb #7d9a2a7c
 def contrast_filter(strong:str,  # response of the strong configuration
                     weak:str,  # response of the weak configuration
                     length_ratio:float=2.0,  # weak may be at most this many times longer
@@ -179,6 +185,7 @@ def parse_verdict(text:str) -> str|None:
     found = re.findall(r'\[\[\s*([ABC])\s*\]\]', text)
     return {'A': 'A', 'B': 'B', 'C': 'tie'}[found[-1]] if found else None
 
+# %% ../nbs/03_synthetic_feedback.ipynb #adb8b10e
 def verdict_of(p_a:float, tie_margin:float=0.0) -> str:
     "'A', 'B' or 'tie' for a probability that A is better."
     return 'A' if p_a > 0.5 + tie_margin else 'B' if p_a < 0.5 - tie_margin else 'tie'
@@ -370,10 +377,12 @@ def mention_pattern(entity:str, aliases:list[str]=()) -> re.Pattern:
     names = sorted({entity, *aliases}, key=len, reverse=True)  # longest first, so 'Coca Cola' wins over 'Coca'
     return re.compile(r"(?<!\w)(?:" + '|'.join(re.escape(n) for n in names) + r")(?:e?s|['’]s)?(?!\w)", re.IGNORECASE)
 
+# %% ../nbs/03_synthetic_feedback.ipynb #6bae162a
 def mentions(text:str, entity:str, aliases:list[str]=()) -> int:
     "How many times `text` mentions `entity` or one of its `aliases`."
     return len(mention_pattern(entity, aliases).findall(text))
 
+# %% ../nbs/03_synthetic_feedback.ipynb #a9bcbc28
 def mentions_avoided(text:str, row:dict) -> int:
     "Mentions of a Pink Elephant row's `avoid` entity, aliases included."
     return mentions(text, row['avoid'], row.get('avoid_aliases', []))
@@ -385,6 +394,7 @@ def principle_of(row:dict) -> str:
     "The instruction for a Pink Elephant row."
     return DPF_PRINCIPLE.format(avoid=row['avoid'], prefer=row['prefer'])
 
+# %% ../nbs/03_synthetic_feedback.ipynb #5af76f78
 def mention_rate(responses:list[str], rows:list[dict]) -> float:
     "Share of responses that mention their row's avoided entity."
     if not responses: raise ValueError("no responses to measure")
@@ -401,11 +411,13 @@ def critique(response:str, row:dict) -> str|None:
     n = mentions_avoided(response, row)
     return f"The response mentions {row['avoid']} {n} time{'s' * (n > 1)}, which the principle forbids." if n else None
 
+# %% ../nbs/03_synthetic_feedback.ipynb #4e8111e2
 def revision_request(row:dict, response:str, critique_text:str) -> str:
     "The user turn asking for a revision of `response` that follows the principle."
     return (f"Principle: {principle_of(row)}\n\nResponse: {response}\n\nCritique: {critique_text}\n\n"
             f"Rewrite the response so that it talks about {row['prefer']} instead and never mentions {row['avoid']}.")
 
+# %% ../nbs/03_synthetic_feedback.ipynb #eacc7a62
 def revision_messages(row:dict, response:str, critique_text:str) -> list[dict]:
     "The revision conversation: one worked example, then the request."
     ex_row, ex_resp, ex_rev = REVISION_EXAMPLE
@@ -413,6 +425,7 @@ def revision_messages(row:dict, response:str, critique_text:str) -> list[dict]:
             {'role': 'assistant', 'content': ex_rev},
             {'role': 'user', 'content': revision_request(row, response, critique_text)}]
 
+# %% ../nbs/03_synthetic_feedback.ipynb #6accfa8c
 def substitute(response:str, row:dict) -> str:
     "The rule-based fallback: every mention of the avoided entity replaced by the preferred one, possessives kept."
     names = {n.lower() for n in (row['avoid'], *row.get('avoid_aliases', []))}

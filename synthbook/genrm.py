@@ -30,10 +30,12 @@ def oriented(pair:dict, swap:bool=False) -> tuple:
     c, r = text_of(pair['chosen']), text_of(pair['rejected'])
     return (pair['prompt'], r, c, 'B') if swap else (pair['prompt'], c, r, 'A')
 
+# %% ../nbs/05_generative_reward_models.ipynb #69796cdf
 def both_orders(pairs:list[dict]) -> list[tuple]:
     "Each pair as two comparisons, chosen first and chosen second."
     return [oriented(p, s) for p in pairs for s in (False, True)]
 
+# %% ../nbs/05_generative_reward_models.ipynb #df7c9513
 def one_order_each(pairs:list[dict], seed:int=0) -> list[tuple]:
     "Each pair once, half of them with the chosen response second (which half is seeded)."
     swaps = np.random.default_rng(seed).permutation([i % 2 == 1 for i in range(len(pairs))])
@@ -52,6 +54,7 @@ def judge_system(name:str) -> str:
         raise ValueError(f"genrm_prompt must be one of {', '.join(JUDGE_PROMPTS)}, got {name!r}")
     return JUDGE_PROMPTS[name]
 
+# %% ../nbs/05_generative_reward_models.ipynb #821aff06
 def judge_conversation(prompt, a:str, b:str, system:str) -> list[dict]:
     "The judge's input for one comparison: instructions as the system message, the MT-Bench layout as the user turn."
     return as_messages(JUDGE_TEMPLATE.format(question=question_of(prompt), a=a, b=b), system)
@@ -161,11 +164,13 @@ def chain_text(rationale:str, verdict:str) -> str:
     "A judge's answer: the rationale (may be empty), then `Verdict: [[A]]` or `[[B]]`."
     return (f'{rationale}\n' if rationale else '') + f'{VERDICT_PREFIX}{verdict}]]'
 
+# %% ../nbs/05_generative_reward_models.ipynb #17a4f2ac
 def sft_row(item:tuple, completion:str, system:str) -> dict:
     "A prompt-completion row for TRL's SFTTrainer: the judge's conversation and the answer to learn."
     return {'prompt': judge_conversation(*item[:3], system),
             'completion': [{'role': 'assistant', 'content': completion}]}
 
+# %% ../nbs/05_generative_reward_models.ipynb #c119e531
 def genrm_rows(pairs:list[dict], system:str) -> list[dict]:
     "GenRM training rows: every pair in both orders, the completion the winner's indicator."
     return [sft_row(it, chain_text('', it[3]), system) for it in both_orders(pairs)]
@@ -230,6 +235,7 @@ def split_chain(text:str) -> tuple[str, str|None]:
     rationale = re.sub(r'(?i)\s*(final\s+)?verdict\s*:?\s*$', '', rationale.strip()).strip()
     return rationale, m.group(1) if m else None
 
+# %% ../nbs/05_generative_reward_models.ipynb #e40ba16f
 VERDICT_ROOM = 8  # tokens for `Verdict: [[A]]` after the rationale
 
 class CoTJudge(Judge):
@@ -288,6 +294,7 @@ def hint_conversation(item:tuple, system:str) -> list[dict]:
                            "then give your verdict."}
     return conv
 
+# %% ../nbs/05_generative_reward_models.ipynb #db172cc3
 def star_records(judge:CoTJudge, items:list[tuple], rationalize:bool=True) -> list[dict]:
     "Sample chains for labelled comparisons and sort them into right and wrong; rationalize where none is right."
     chains = judge.sample([judge_conversation(*it[:3], judge.system) for it in items], k=judge.k)
@@ -326,6 +333,7 @@ def star_summary(records:list[dict]) -> dict:
             'unsolved': len(records) - solved - rationalized,
             'dpo pairs': sum(bool(r['right'] and r['wrong']) for r in records)}
 
+# %% ../nbs/05_generative_reward_models.ipynb #02fd9f42
 def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0, epochs:int=1, learning_rate:float=2e-4,
                     batch_size:int=8, seed:int=0, progress:bool=True):
     "Train `model` on (prompt, chosen, rejected) `rows` with TRL's `DPOTrainer`; the frozen base is the reference."
@@ -341,6 +349,7 @@ def save_judge(model, tokenizer, path:Path, spec:str, kind:str, system:str) -> P
     if kind not in ('verdict', 'cot'): raise ValueError(f"judge kind must be verdict or cot, got {kind!r}")
     return save_adapter(model, tokenizer, path, 'synthbook_judge.json', base_model=spec, kind=kind, system=system)
 
+# %% ../nbs/05_generative_reward_models.ipynb #f1da10c7
 def load_judge(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False, **cot) -> Judge:
     ("A saved judge, ready to `judge(prompt, a, b)`, its adapter merged in where the weights are fp32 (`plain_copy`); "
      "`cot` passes sampling options (k, max_new_tokens, ...) to a `CoTJudge`.")
