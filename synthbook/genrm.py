@@ -70,6 +70,7 @@ def judge_row(results:list[dict], seconds:float, parse_failures:float=math.nan,
                   'parse failures': round(parse_failures, 3),
                   's / 100 judgments': round(100 * seconds / (2 * len(results)), 2)}
 
+# %% ../nbs/05_generative_reward_models.ipynb #2a50b1ac
 def evaluate_judge(judge:Judge, sets:dict, tie_margin:float=0.02) -> list[dict]:
     "`judge_row` for `judge` on each named set of pairs."
     rows = []
