@@ -309,6 +309,7 @@ def star_records(judge:CoTJudge, items:list[tuple], rationalize:bool=True) -> li
             r['rationalized'] = next((c for c in cs if c['verdict'] == r['item'][3] and c['rationale']), None)
     return recs
 
+# %% ../nbs/05_generative_reward_models.ipynb #09dc9741
 def star_sft_rows(records:list[dict], system:str) -> list[dict]:
     "STaR-SFT rows: one right chain per comparison (a sampled one, else the rationalized one), without the hint."
     rows = []
@@ -317,6 +318,7 @@ def star_sft_rows(records:list[dict], system:str) -> list[dict]:
         if c: rows.append(sft_row(r['item'], chain_text(c['rationale'], r['item'][3]), system))
     return rows
 
+# %% ../nbs/05_generative_reward_models.ipynb #1cf88d2e
 def star_dpo_rows(records:list[dict], system:str) -> list[dict]:
     "STaR-DPO rows: a sampled chain with the right verdict against a sampled chain with the wrong one, same comparison."
     other = {'A': 'B', 'B': 'A'}
@@ -326,6 +328,7 @@ def star_dpo_rows(records:list[dict], system:str) -> list[dict]:
                            'content': chain_text(r['wrong'][0]['rationale'], other[r['item'][3]])}]}
             for r in records if r['right'] and r['wrong']]
 
+# %% ../nbs/05_generative_reward_models.ipynb #d5d682f7
 def star_summary(records:list[dict]) -> dict:
     "How a STaR round went: comparisons solved by sampling, by rationalization, or not at all."
     solved = sum(bool(r['right']) for r in records)
