@@ -210,12 +210,15 @@ def dpo_side(side: str, pairs_file: str) -> dict:
      "and accumulation, the control for the final loss) or `project` (chapter 06's `dpo_args`).")
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
-    from synthbook.core import Config
+    from synthbook.core import Config, load_recipe, training_kernels
     from synthbook.dpo import PeakMemory, dpo_args, dpo_trainer, policy_model
 
     pairs = json.loads(Path(pairs_file).read_text())
+    # the project side at the smoke recipe's micro-batch: 2 pairs of similar length per forward
+    device_batch = load_recipe(Path(__file__).parent.parent / 'recipes' / 'smoke.yaml').device_batch_size
     cfg = Config(
-        model=BUNDLED_MODEL, device='cpu', lora_r=16, lora_alpha=32, dpo_learning_rate=2e-4, global_batch_size=8
+        model=BUNDLED_MODEL, device='cpu', lora_r=16, lora_alpha=32, dpo_learning_rate=2e-4, global_batch_size=8,
+        device_batch_size=device_batch,
     )
     model, tok = policy_model(cfg)  # weights in the dtype `auto` picks, fp32 LoRA r16 on all linear layers, seeded
     out = tempfile.mkdtemp()
@@ -250,16 +253,21 @@ def dpo_side(side: str, pairs_file: str) -> dict:
     with PeakMemory() as mem:
         if side.startswith('stock'):
             trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
-        else:
-            trainer = dpo_trainer(model, tok, [dict(prompt=p, chosen=c, rejected=r) for p, c, r in pairs], args)
-        trainer.train()
+            trainer.train()
+        else:  # as chapter 06's `train_policy` runs it
+            with training_kernels(model):
+                trainer = dpo_trainer(model, tok, [dict(prompt=p, chosen=c, rejected=r) for p, c, r in pairs], args)
+                trainer.train()
     seconds = time.perf_counter() - t0
     losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h and 'rewards/margins' in h]
+    # the DPO loss over every training pair after the same steps, untimed: each side's last step saw other pairs
+    mean_loss = trainer.evaluate(eval_dataset=Dataset.from_list(rows))['eval_loss']
     return dict(
         seconds_per_pair=seconds / len(rows),
         peak_rss_mb=mem.rss_mb,
         first_loss=losses[0],
         last_loss=losses[-1],
+        mean_loss_after=mean_loss,
         steps=trainer.state.global_step,
         gradient_checkpointing=args.gradient_checkpointing,
         precompute_ref_log_probs=args.precompute_ref_log_probs,
@@ -296,6 +304,9 @@ def dpo_row(samples: list, n_pairs: int = 32) -> dict:
         last_loss_project=round(p['last_loss'], 4),
         # the same stock math at the project's micro-batching: how far apart last losses land from summation order alone
         last_loss_stock_micro=round(c['last_loss'], 4),
+        mean_loss_after_stock=round(s['mean_loss_after'], 4),
+        mean_loss_after_stock_micro=round(c['mean_loss_after'], 4),
+        mean_loss_after_project=round(p['mean_loss_after'], 4),
         s_per_pair_stock_micro=round(c['seconds_per_pair'], 3),
         steps=p['steps'],
         batch_stock=s['batch'],

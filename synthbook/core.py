@@ -7,7 +7,7 @@ Docs: https://synthbook.github.io/synthbook/core.html.md"""
 # %% ../nbs/00_core.ipynb #1e95c8c7
 from __future__ import annotations
 import difflib, functools, importlib.metadata, importlib.util, json, logging, os, platform, random, re, shutil, time
-import copy, hashlib, sys, typing, warnings
+import contextlib, copy, hashlib, sys, typing, warnings
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -28,7 +28,7 @@ __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHA
            'ModelError', 'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem', 'reuse_cached',
            'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
            'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'trains_in_bf16',
-           'training_args', 'quiet', 'unwrap_autocast', 'write_json', 'write_stats', 'save_adapter']
+           'training_args', 'quiet', 'unwrap_autocast', 'training_kernels', 'write_json', 'write_stats', 'save_adapter']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -652,6 +652,18 @@ def unwrap_autocast(model):
     "Remove the mixed-precision wrapper accelerate leaves on a trained model's `forward`; returns the model."
     from accelerate.utils import extract_model_from_parallel
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+# %% ../nbs/00_core.ipynb #5488a088
+@contextlib.contextmanager
+def training_kernels(model):
+    ("Within the block: eager attention on a CPU (its backward is plain matmuls), and, under bf16 autocast, LoRA "
+     "layers that take their input as it comes instead of casting it to their fp32 weights; as before after it.")
+    from peft.helpers import disable_input_dtype_casting
+    previous = model.config._attn_implementation
+    if model.device.type == 'cpu': model.set_attn_implementation('eager')
+    try:
+        with disable_input_dtype_casting(model, active=trains_in_bf16(model)): yield model
+    finally: model.set_attn_implementation(previous)
 
 # %% ../nbs/00_core.ipynb #b1461c01
 def write_json(obj, path:Path) -> Path:

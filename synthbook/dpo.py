@@ -6,20 +6,20 @@ Docs: https://synthbook.github.io/synthbook/dpo.html.md"""
 
 # %% ../nbs/06_dpo.ipynb #7a4594af
 from __future__ import annotations
-import json, os, threading, time
+import json, os, random, threading, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
 from .core import (Config, batch_plan, load_model, load_model_from, quiet, save_adapter, training_args,
-                            unwrap_autocast, write_json, write_stats)
+                            training_kernels, unwrap_autocast, write_json, write_stats)
 from .data import DataError, sample_rows
 from .genrm import fast_cpu_logprobs
 from .reward import as_conversation, gated_methods, pairs_of, token_lengths
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
-           'next_token_probs_of', 'save_policy', 'load_policy', 'dpo_trainer', 'training_curve', 'train_policy',
-           'minimal_pairs', 'train_control', 'plot_training']
+           'next_token_probs_of', 'save_policy', 'load_policy', 'length_grouped', 'dpo_trainer', 'training_curve',
+           'train_policy', 'minimal_pairs', 'train_control', 'plot_training']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -83,7 +83,9 @@ def dpo_args(cfg:Config, out:Path, model, processes:int|None=None, progress:bool
                          # by 0.04)
                          precompute_ref_log_probs=precompute, precompute_ref_batch_size=plan['per device'],
                          save_strategy='steps' if cfg.checkpoint_steps else 'no',
-                         save_steps=cfg.checkpoint_steps or 500, save_total_limit=2, ddp_find_unused_parameters=False)
+                         save_steps=cfg.checkpoint_steps or 500, save_total_limit=2, ddp_find_unused_parameters=False,
+                         # several pairs per forward: `dpo_trainer` groups them by length, read in that order
+                         train_sampling_strategy='sequential' if plan['per device'] > 1 else 'random')
 
 # %% ../nbs/06_dpo.ipynb #18e0fcaf
 class PeakMemory:
@@ -138,6 +140,15 @@ def load_policy(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:boo
     base, tok = load_model(meta['base_model'], dtype, device, load_in_4bit)
     return PeftModel.from_pretrained(base, path).eval(), tok
 
+# %% ../nbs/06_dpo.ipynb #6527964e
+def length_grouped(pairs:list[dict], tokenizer, batch_size:int, seed:int=0) -> list[dict]:
+    ("`pairs` in the order a sequential sampler should read them: runs of `batch_size` pairs of similar token length "
+     "(less padding to compute), the runs in a seeded random order.")
+    order = np.argsort(token_lengths(pairs, tokenizer), kind='stable')
+    runs = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    random.Random(seed).shuffle(runs)
+    return [pairs[i] for run in runs for i in run]
+
 # %% ../nbs/06_dpo.ipynb #ff1ca943
 def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|None=None):
     "TRL's `DPOTrainer` for `model` on (prompt, chosen, rejected) `pairs`, ready to `train()`."
@@ -146,6 +157,8 @@ def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|
     if not pairs: raise DataError("no pairs to train the policy on")
     if model.device.type == 'cpu': fast_cpu_logprobs()
     ds = lambda ps: Dataset.from_list([as_conversation(p) for p in ps])
+    if args.train_sampling_strategy == 'sequential':  # the sampler reads the rows in order: make it length-grouped
+        pairs = length_grouped(pairs, tokenizer, args.per_device_train_batch_size, args.seed)
     with mock.patch.dict(os.environ, TQDM_DISABLE='1'):  # TRL's bar for the one reference pass; training has its own
         trainer = DPOTrainer(model=model, args=args, train_dataset=ds(pairs),
                              eval_dataset=ds(eval_pairs) if eval_pairs else None, processing_class=tokenizer)
@@ -179,7 +192,8 @@ def train_policy(cfg:Config, progress:bool=False) -> dict:
     ckpt = cfg.out/'dpo_checkpoints'
     last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
     t0 = time.perf_counter()
-    with PeakMemory() as memory:  # the trainer's set-up counts: it computes the reference log-probabilities once
+    # the trainer's set-up counts: it computes the reference log-probabilities once, with the kernel training uses
+    with PeakMemory() as memory, training_kernels(model):
         trainer = dpo_trainer(model, tok, train, dpo_args(cfg, ckpt, model, progress=progress), heldout)
         trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0

@@ -10,7 +10,7 @@ import json, math, re, time
 from pathlib import Path
 import numpy as np, torch
 from .core import (Config, add_lora, load_model, plain_copy, quiet, save_adapter, training_args,
-                            unwrap_autocast, write_json)
+                            training_kernels, unwrap_autocast, write_json)
 from .data import DataError, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
@@ -192,9 +192,10 @@ def fresh_judge_from(cfg:Config, seed:int|None=None):
 def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     from datasets import Dataset
     if model.device.type == 'cpu': fast_cpu_logprobs()
-    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-    quiet(trainer)
-    trainer.train()
+    with training_kernels(model):  # DPO's reference pass at set-up too: the same kernel as training
+        trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+        quiet(trainer)
+        trainer.train()
     unwrap_autocast(model).eval()
     return trainer
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json, math, time
 from pathlib import Path
 import numpy as np, torch
-from .core import Config, load_model, quiet, save_adapter, training_args, unwrap_autocast, write_json
+from .core import (Config, load_model, quiet, save_adapter, training_args, training_kernels, unwrap_autocast,
+                            write_json)
 from .data import DataError, load_pairs, text_of
 from .feedback import METHOD_NOTES, Judge, PromptedJudge, RatingScorer, Scorer, judge_both_orders, verdict_of
 from .generate import as_messages
@@ -195,11 +196,12 @@ def train_reward_model(model, tokenizer, pairs:list[dict], out:Path, epochs:int=
     if not pairs: raise DataError("no pairs to train the reward model on")
     # no max_length: chapter 04 drops over-long pairs itself, by name, where TRL would drop them silently
     args = training_args(RewardConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None)
-    trainer = RewardTrainer(model=model, args=args,
-                            train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
-                            processing_class=tokenizer)
-    quiet(trainer)
-    trainer.train()
+    with training_kernels(model):
+        trainer = RewardTrainer(model=model, args=args,
+                                train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]),
+                                processing_class=tokenizer)
+        quiet(trainer)
+        trainer.train()
     unwrap_autocast(model)
     return trainer
 
