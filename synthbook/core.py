@@ -122,7 +122,7 @@ class Config:
     dpo_control_learning_rate: float = 5e-4  # chosen on the validation entities, never on the test sets
     dpo_control_sft_weight: float = 1.0  # the control's SFT term on its chosen responses
     global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps
-    device_batch_size: int = 1  # pairs per forward pass on one device: on a CPU 1 is as fast as 8 in half the memory
+    device_batch_size: int = 1  # pairs per forward pass on one device; above 1, grouped by length (chapter 06)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
     precompute_ref_log_probs: bool = True  # the frozen reference's log-probabilities computed once, before training
     optim: str = 'adamw_torch'  # optimizer as transformers names it, paged_adamw_32bit for QLoRA on a GPU
