@@ -13,11 +13,12 @@ Rows (see `common.py` for their fields; `speedup` > 1 means synthbook's path is 
   alone as the middle step;
 - `judging`: seconds per 100 next-token verdict read-outs (both orders of 50 comparisons), chapter 03's
   `next_token_probs` vs a stock per-batch forward;
-- `dpo`: seconds per training pair (trainer set-up included) and peak RSS of chapter 06's `dpo_args` vs TRL's
-  `DPOConfig` defaults, same pairs, model, LoRA r16 on all linear layers, learning rate and global batch; each side runs
-  in its own process so the RSS is its own. A third run, TRL's defaults at the project's micro-batch and accumulation,
-  is the control for the final loss: with Adam at this learning rate a different summation order alone moves the last
-  step's loss by about 0.01, so the project's distance from stock is read against the control's;
+- `dpo`: seconds per training pair (trainer set-up included) and peak RSS of chapter 06's `dpo_args` at the smoke
+  recipe's micro-batch (pairs grouped by length) under `training_kernels`, vs TRL's `DPOConfig` defaults, same pairs,
+  model, LoRA r16 on all linear layers, learning rate and global batch; each side runs in its own process so the RSS is
+  its own. The final-loss guard is the DPO loss over all pairs after training (untimed), since grouped batches put other
+  pairs in the last step. A third run, TRL's defaults at the project's micro-batch and accumulation, is the control:
+  with Adam at this learning rate a different summation order alone moves the loss by about 0.01;
 - `chain-<stage>`: a smoke run's per-stage seconds from its `run.json` (`--run`), when there is one.
 
 Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke]

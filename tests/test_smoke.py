@@ -132,9 +132,9 @@ def check_run_folder(out):
     for r in rows:
         assert r.get('note') or (0 <= r['ci low'] <= r['accuracy'] <= r['ci high'] <= 1 and speed[f"{r['judge']} / {r['set']}"] > 0)
     assert (out/'judges'/'genrm'/'synthbook_judge.json').exists()
-    # chapter 06: a policy trained with the recipe's global batch and saved with its base model recorded
+    # chapter 06: a policy trained with the recipe's global batch (2 per forward x 4) and saved with its base model
     d = rec['metrics']['dpo_stats']
-    assert d['batch'] == {'per device': 2, 'accumulation': 4, 'processes': 1, 'global': 8} and d['steps'] >= 1  # the recipe's 2 x 4
+    assert d['batch'] == {'per device': 2, 'accumulation': 4, 'processes': 1, 'global': 8} and d['steps'] >= 1
     assert json.loads((out/'policy'/'synthbook_policy.json').read_text())['base_model'] == model
     # chapter 07: win rates by both judges, mention rates and lengths, and a report with every chapter in it
     e = rec['metrics']['eval_stats']
