@@ -237,6 +237,7 @@ class Judge:
         "`judge` for many (prompt, a, b) at once."
         raise NotImplementedError
 
+# %% ../nbs/03_synthetic_feedback.ipynb #4d4dec14
 class PromptedJudge(Judge):
     ("An instruct model asked the MT-Bench pairwise question; "
      "verdicts read from next-token logits or from generated text.")
@@ -323,6 +324,7 @@ class Scorer:
         "A score for each (prompt, response); NaN when unreadable."
         raise NotImplementedError
 
+# %% ../nbs/03_synthetic_feedback.ipynb #08eef3f0
 class RatingScorer(Scorer):
     "An instruct model's 1 to 5 rating of one response, as the expected digit under its next-token distribution."
     name = 'prompted-rating'
@@ -527,6 +529,7 @@ def dataset_card(method:str, pairs:list[dict], qa:dict, params:dict) -> str:
     else: lines += ["## No pairs", "", "The method produced no pairs in this run; the QA counts above say why.", ""]
     return '\n'.join(lines)
 
+# %% ../nbs/03_synthetic_feedback.ipynb #c180e34c
 def write_pairs(method:str, pairs:list[dict], qa:dict, params:dict, out:Path) -> list[Path]:
     "Write a method's pairs by split and its card; a split without pairs gets no file, and the card says so."
     paths = []

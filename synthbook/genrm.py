@@ -189,6 +189,7 @@ def fresh_judge_from(cfg:Config, seed:int|None=None):
     return fresh_judge(cfg.model, cfg.dtype, cfg.device, cfg.load_in_4bit, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                        cfg.seed if seed is None else seed)
 
+# %% ../nbs/05_generative_reward_models.ipynb #7ed454da
 def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
     from datasets import Dataset
     if model.device.type == 'cpu': fast_cpu_logprobs()

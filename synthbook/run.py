@@ -174,9 +174,12 @@ def run_chain(cfg:Config,  # the run's parameters
             log(f'[{stage}] running' + (f" ({'; '.join(why)})" if why else ''))
             t0, hashes = time.perf_counter(), artifact_hashes(out)
             try:
+                # the kernel's own log at CRITICAL: not its TCP notice, nor the 'KeyboardInterrupt caught in kernel'
+                # line that jupyter_client's shutdown SIGINT logs when it lands in a message handler; cell errors
+                # still reach papermill
                 papermill.execute_notebook(str(nb), str(out/'notebooks'/nb.name), parameters=params, cwd=str(nbs),
                                            kernel_name=kernel, progress_bar=False,
-                                           extra_arguments=['--IPKernelApp.log_level=ERROR'])  # not its TCP notice
+                                           extra_arguments=['--IPKernelApp.log_level=CRITICAL'])
             except papermill.PapermillExecutionError as e:
                 record['stages'][stage] = dict(status='failed', seconds=round(time.perf_counter() - t0, 1),
                                                error=f'{e.ename}: {e.evalue}')

@@ -7,7 +7,7 @@ from synthbook.data import write_jsonl
 from synthbook.dpo import train_policy
 from synthbook.feedback import make_pair
 from synthbook.run import ChainError, launch
-from conftest import ROOT, BIN, tiny_chain
+from conftest import ROOT, BIN, TINY_SIZES, tiny_chain
 
 def write_pairs(d:Path, n_train:int=8, n_heldout:int=4):
     pair = lambda i, split: make_pair({'prompt': f'Name a colour, please ({i}).'}, f'Blue, the colour of the sky ({i}).',
@@ -122,7 +122,7 @@ def test_a_changed_parameter_reruns_its_stage_and_those_after_it(from_tiny_prefi
 def test_sweep_runs_one_point_per_value_from_a_finished_run(tiny_prefix, tmp_path):
     base = tiny_prefix  # chapters 00-02, finished; the sweep copies it and leaves it as it was
     r = subprocess.run([str(BIN/'synthbook'), 'sweep', 'recipes/smoke.yaml', '--set', 'model=tiny-random',
-                        '--set', 'n_prompts=12', '--set', 'dtype=float32',  # as the tiny prefix ran
+                        '--set', 'n_prompts=12', '--set', 'dtype=float32', *TINY_SIZES,  # as the tiny prefix ran
                         '--stages', '00_core,01_data,02_generate', '--grid', 'max_new_tokens=4,6', '--from', str(base),
                         '--run-dir', str(tmp_path/'sw')], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]

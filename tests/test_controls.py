@@ -1,0 +1,61 @@
+"""The positive controls of a finished run on the real model, against the thresholds the handbook sets for them:
+`make controls` after `make smoke` (about 17 minutes on 2 cores where bf16 runs fast), or
+`SYNTHBOOK_CONTROLS_RUN=<run folder> pytest tests/test_controls.py`. Skipped without that variable, so `make test` stays
+inside CI's time. A threshold that 135M does not reach is marked xfail with the figures measured, and reported as XPASS
+the day it is met."""
+import json, os
+from pathlib import Path
+import pytest
+
+RUN = os.environ.get('SYNTHBOOK_CONTROLS_RUN')
+pytestmark = pytest.mark.skipif(not RUN, reason='set SYNTHBOOK_CONTROLS_RUN to a finished run folder (make controls)')
+
+@pytest.fixture(scope='module')
+def metrics():
+    rec = json.loads((Path(RUN)/'run.json').read_text())
+    assert rec['status'] == 'ok', f'{RUN}: not a finished run'
+    assert rec['parameters']['model'] == 'smollm2-135m-instruct', f'{RUN}: not a run of the bundled model'
+    return rec['metrics']
+
+def p_of(row) -> float: return 0.0 if row['p (McNemar)'] == '< 1e-4' else row['p (McNemar)']
+
+def control_row(metrics, which:str) -> dict:
+    return next(r for r in metrics['eval_stats']['control'] if r['set'] == f'Pink Elephant, {which}')
+
+@pytest.mark.parametrize('entities, drop, p', [('seen entities', 0.50, 0.01), ('unseen entities', 0.40, 0.05)])
+def test_dpo_control_lowers_the_instructed_mention_rate(metrics, entities, drop, p):
+    told = control_row(metrics, f'{entities}, instructed')
+    assert told['relative change'] <= -drop and p_of(told) < p, told
+    assert abs(told['words after'] - told['words before']) <= 0.3 * told['words before'], told  # no shorter answers
+    assert told['empty after'] == 0, told
+
+def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
+    untold = control_row(metrics, 'unseen entities, no instruction')  # avoidance on request, not a forgotten entity
+    assert abs(untold['after'] - untold['before']) <= 0.10, untold
+
+# seen entities: the control avoids them untold too (0.567 -> 0.367 on 30 prompts in the run of 2026-12-03), it has
+# learnt to drop the entity rather than to follow the instruction
+@pytest.mark.xfail(reason='the control drops trained entities even when not told to, at 135M', strict=False)
+def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
+    untold = control_row(metrics, 'seen entities, no instruction')
+    assert abs(untold['after'] - untold['before']) <= 0.10, untold
+
+def bt_control(metrics, method:str) -> dict:
+    return next(c for c in metrics['reward_stats']['controls'] if c['method'] == method)
+
+# one pass over 31 DPF pairs at smoke size: 0.618 and 0.406 in two runs (n=34, 32); 0.831 at the notebooks' defaults
+@pytest.mark.xfail(reason='short of 0.90 at 135M, even at the notebooks default size (0.831, n=59)', strict=False)
+def test_reward_model_control_on_dpf_pairs(metrics):
+    c = bt_control(metrics, 'dpf')
+    assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
+
+# 13 held-out contrast pairs: 0.923 and 0.538 in two runs that differed only in the generation batch
+@pytest.mark.xfail(reason='13 held-out pairs at smoke size: it passes in some runs, not in others', strict=False)
+def test_reward_model_control_on_almost_pairs(metrics):
+    c = bt_control(metrics, 'almost')
+    assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c
+
+@pytest.mark.xfail(reason='GenRM stays at chance with position bias near 0.8 at 135M', strict=False)
+def test_genrm_control_beats_chance_without_position_bias(metrics):
+    c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone')
+    assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
