@@ -33,9 +33,9 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
     untold = control_row(metrics, 'unseen entities, no instruction')  # avoidance on request, not a forgotten entity
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
 
-# seen entities: the control avoids them untold too (0.567 -> 0.367 on 30 prompts in the run of 2026-12-03), it has
-# learnt to drop the entity rather than to follow the instruction
-@pytest.mark.xfail(reason='the control drops trained entities even when not told to, at 135M', strict=False)
+# seen entities: at smoke size the control avoids them untold too (0.567 -> 0.367, n=30), it has learnt to drop the
+# entity rather than to follow the instruction; at the notebooks' defaults it holds (0.462 -> 0.365, n=52)
+@pytest.mark.xfail(reason='at smoke size the control drops trained entities even when not told to', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -43,8 +43,9 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
 def bt_control(metrics, method:str) -> dict:
     return next(c for c in metrics['reward_stats']['controls'] if c['method'] == method)
 
-# one pass over 31 DPF pairs at smoke size: 0.618 and 0.406 in two runs (n=34, 32); 0.831 at the notebooks' defaults
-@pytest.mark.xfail(reason='short of 0.90 at 135M, even at the notebooks default size (0.831, n=59)', strict=False)
+# one pass over 31 DPF pairs at smoke size: 0.618 and 0.406 in two runs (n=34, 32); at the notebooks' defaults 0.831
+# (n=59) in fp32 and 0.698 (n=63) in bf16
+@pytest.mark.xfail(reason='short of 0.90 at 135M, even at the notebooks default size (0.70-0.83)', strict=False)
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
