@@ -21,14 +21,15 @@ warnings.filterwarnings('ignore', message='.*deprecated and will be removed in v
 logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
-__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES', 'BF16_MIN_SPEEDUP',
-           'MANIFEST', 'RecipeError', 'Config', 'suggest_key', 'project_root', 'in_interval', 'trl_loss_types',
-           'batch_plan', 'load_recipe', 'error_of', 'accelerate_config_path', 'check_machine', 'seed_everything',
-           'package_versions', 'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report',
-           'ModelError', 'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem', 'reuse_cached',
-           'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
-           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'trains_in_bf16',
-           'training_args', 'quiet', 'unwrap_autocast', 'training_kernels', 'write_json', 'write_stats', 'save_adapter']
+__all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES',
+           'BF16_MIN_SPEEDUP', 'MANIFEST', 'RecipeError', 'Config', 'suggest_key', 'project_root',
+           'in_interval', 'trl_loss_types', 'batch_plan', 'load_recipe', 'error_of', 'accelerate_config_path',
+           'check_machine', 'seed_everything', 'package_versions', 'cache_dir', 'matmul_gflops',
+           'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError', 'bundled_gguf', 'sha256_file',
+           'write_manifest', 'cache_problem', 'reuse_cached', 'bundled_model_dir', 'tiny_model_dir',
+           'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config', 'load_tokenizer', 'load_model',
+           'load_model_from', 'add_lora', 'plain_copy', 'trains_in_bf16', 'training_args', 'quiet',
+           'unwrap_autocast', 'training_kernels', 'write_json', 'write_stats', 'save_adapter']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np

@@ -11,10 +11,10 @@ from pathlib import Path
 from .core import Config
 
 # %% auto #0
-__all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages', 'text_of',
-           'check_messages', 'check_prompt', 'check_pair', 'read_jsonl', 'write_jsonl', 'to_dataset', 'from_dataset',
-           'asset_path', 'unit_hash', 'sample_rows', 'load_prompts', 'load_prompts_from', 'split_rows',
-           'sample_entities', 'entity_split', 'load_pairs']
+__all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages',
+           'text_of', 'check_messages', 'check_prompt', 'check_pair', 'read_jsonl', 'write_jsonl',
+           'to_dataset', 'from_dataset', 'asset_path', 'unit_hash', 'sample_rows', 'load_prompts',
+           'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'load_pairs']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):

@@ -18,8 +18,8 @@ from .reward import as_conversation, gated_methods, pairs_of, token_lengths
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
-           'next_token_probs_of', 'save_policy', 'load_policy', 'length_grouped', 'dpo_trainer', 'training_curve',
-           'train_policy', 'minimal_pairs', 'train_control', 'plot_training']
+           'next_token_probs_of', 'save_policy', 'load_policy', 'length_grouped', 'dpo_trainer',
+           'training_curve', 'train_policy', 'minimal_pairs', 'train_control', 'plot_training']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens

@@ -16,8 +16,8 @@ from .generate import LoopBackend, as_messages
 from .reward import accuracy_row, credit, wilson_interval
 
 # %% auto #0
-__all__ = ['greedy_answers', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact', 'mention_row', 'distinct_n',
-           'length_row', 'avoidance_rows']
+__all__ = ['greedy_answers', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact', 'mention_row',
+           'distinct_n', 'length_row', 'avoidance_rows']
 
 # %% ../nbs/07_evaluate.ipynb #9e857f8f
 def greedy_answers(model, tokenizer,

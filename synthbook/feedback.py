@@ -16,13 +16,14 @@ from .generate import (Backend, as_messages, common_prefix_length, forward_after
                                 prefix_cache)
 
 # %% auto #0
-__all__ = ['STRONG_SYSTEM', 'DEMOS', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'VERDICT_PREFIX', 'RATING_SYSTEM', 'RATING_TEMPLATE',
-           'DPF_PRINCIPLE', 'REVISION_EXAMPLE', 'METHOD_NOTES', 'make_pair', 'response_of', 'question_of', 'shingles',
-           'jaccard', 'near_duplicates', 'PromptSetup', 'contrast_setups', 'word_count', 'contrast_filter',
-           'contrast_pairs', 'parse_verdict', 'verdict_of', 'next_token_probs', 'Judge', 'PromptedJudge',
-           'judge_both_orders', 'rlaif_pairs', 'Scorer', 'RatingScorer', 'west_of_n_pairs', 'mention_pattern',
-           'mentions', 'mentions_avoided', 'principle_of', 'mention_rate', 'critique', 'revision_request',
-           'revision_messages', 'substitute', 'dpf_pairs', 'qa_row', 'dataset_card', 'write_pairs']
+__all__ = ['STRONG_SYSTEM', 'DEMOS', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'VERDICT_PREFIX', 'RATING_SYSTEM',
+           'RATING_TEMPLATE', 'DPF_PRINCIPLE', 'REVISION_EXAMPLE', 'METHOD_NOTES', 'make_pair', 'response_of',
+           'question_of', 'shingles', 'jaccard', 'near_duplicates', 'PromptSetup', 'contrast_setups',
+           'word_count', 'contrast_filter', 'contrast_pairs', 'parse_verdict', 'verdict_of',
+           'next_token_probs', 'Judge', 'PromptedJudge', 'judge_both_orders', 'rlaif_pairs', 'Scorer',
+           'RatingScorer', 'west_of_n_pairs', 'mention_pattern', 'mentions', 'mentions_avoided',
+           'principle_of', 'mention_rate', 'critique', 'revision_request', 'revision_messages', 'substitute',
+           'dpf_pairs', 'qa_row', 'dataset_card', 'write_pairs']
 
 # %% ../nbs/03_synthetic_feedback.ipynb #345cc4bb
 def make_pair(prompt,  # a prompt row, text or chat messages

@@ -18,11 +18,12 @@ from .generate import Backend, LoopBackend, as_messages
 from .reward import accuracy_row, credit, pairs_of
 
 # %% auto #0
-__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
-           'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
-           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge', 'fresh_judge_from',
-           'train_judge_sft', 'genrm_control', 'split_chain', 'CoTJudge', 'hint_conversation', 'star_records',
-           'star_sft_rows', 'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
+__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each',
+           'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile',
+           'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge',
+           'fresh_judge_from', 'train_judge_sft', 'genrm_control', 'split_chain', 'CoTJudge',
+           'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary',
+           'train_judge_dpo', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:

@@ -16,10 +16,10 @@ from .feedback import METHOD_NOTES, Judge, PromptedJudge, RatingScorer, Scorer, 
 from .generate import as_messages
 
 # %% auto #0
-__all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from', 'autocast_like',
-           'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins', 'accuracy_row', 'credit',
-           'decider_check', 'at_chance', 'gated_methods', 'evaluate_reward_model', 'train_reward_model',
-           'positive_control', 'save_reward_model', 'load_reward_model']
+__all__ = ['SMALL_N', 'as_conversation', 'pairs_of', 'token_lengths', 'reward_model', 'reward_model_from',
+           'autocast_like', 'RewardScorer', 'RewardJudge', 'wilson_interval', 'margins', 'longer_wins',
+           'accuracy_row', 'credit', 'decider_check', 'at_chance', 'gated_methods', 'evaluate_reward_model',
+           'train_reward_model', 'positive_control', 'save_reward_model', 'load_reward_model']
 
 # %% ../nbs/04_reward_model.ipynb #690a8800
 def as_conversation(pair:dict) -> dict:

@@ -15,10 +15,11 @@ from .core import (Config, RecipeError, accelerate_config_path, check_machine, e
 from .data import PAIR_SETS, SHIPPED, DataError, read_jsonl
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'TIMINGS', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters', 'artifact_hashes',
-           'collect_metrics', 'notebook_code', 'stage_key', 'version_changes', 'changed_artifacts', 'stage_is_done',
-           'check_inputs', 'process_alive', 'run_lock', 'run_chain', 'resolve_job', 'job_command', 'launch',
-           'where_am_i', 'run_job', 'grid_points', 'parse_grid', 'flat_metrics', 'run_sweep', 'parse_sets', 'main']
+__all__ = ['LOCK_FILE', 'TIMINGS', 'KEY_PACKAGES', 'ChainError', 'notebooks_dir', 'notebook_parameters',
+           'artifact_hashes', 'collect_metrics', 'notebook_code', 'stage_key', 'version_changes',
+           'changed_artifacts', 'stage_is_done', 'check_inputs', 'process_alive', 'run_lock', 'run_chain',
+           'resolve_job', 'job_command', 'launch', 'where_am_i', 'run_job', 'grid_points', 'parse_grid',
+           'flat_metrics', 'run_sweep', 'parse_sets', 'main', 'WrapAllWithin120']
 
 # %% ../nbs/08_scale.ipynb #7a5b821c
 class ChainError(RuntimeError):
@@ -394,3 +395,15 @@ def main(argv:list[str]|None=None) -> int:
 # %% ../nbs/08_scale.ipynb #eb4cc2e9
 # `python -m synthbook.run`, how each launched rank starts; skipped by nbdev's doc processor, a no-op in a kernel
 if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())
+
+# %% ../nbs/08_scale.ipynb #9ac3348e
+class WrapAllWithin120:
+    "An nbdev export processor: `__all__` wrapped so that its first line, `__all__ = ` included, fits 120 columns."
+    def __init__(self, nb=None): pass  # nbdev builds one per notebook
+
+    def begin(self):
+        import textwrap, nbdev.maker
+        if nbdev.maker.TextWrapper is not textwrap.TextWrapper: return  # narrowed already, or another nbdev
+        class Narrower(textwrap.TextWrapper):
+            def __init__(self, width:int=120, **kw): super().__init__(width=width - len('__all__ = '), **kw)
+        nbdev.maker.TextWrapper = Narrower
