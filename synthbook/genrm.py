@@ -18,11 +18,11 @@ from .generate import Backend, LoopBackend, as_messages
 from .reward import accuracy_row, credit, pairs_of
 
 # %% auto #0
-__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'VERDICT_ROOM', 'oriented', 'both_orders', 'one_order_each',
-           'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile',
-           'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge',
-           'fresh_judge_from', 'train_judge_sft', 'genrm_control', 'split_chain', 'CoTJudge',
-           'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary',
+__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'VERDICT_ROOM', 'oriented', 'both_orders',
+           'one_order_each', 'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge',
+           'lean_forward_tile', 'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row',
+           'genrm_rows', 'fresh_judge', 'fresh_judge_from', 'train_judge_sft', 'genrm_control', 'split_chain',
+           'CoTJudge', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary',
            'train_judge_dpo', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
@@ -141,12 +141,16 @@ def lean_backward_tile(tile, tile_stride, targets, log_z, entropy, grad_logprobs
     tile.copy_(p)
 
 # %% ../nbs/05_generative_reward_models.ipynb #8ef83e7e
+CPU_VOCAB_TILE = 8192  # a [tokens, 8192] tile stays in a CPU's caches; TRL's 32768 is sized for a GPU
+
 def fast_cpu_logprobs() -> bool:
-    "Make TRL's chunked log-prob head score only completion tokens on a CPU, with the lean folds; False if TRL differs."
+    ("Make TRL's chunked log-prob head score only completion tokens on a CPU, in `CPU_VOCAB_TILE`-wide tiles with the "
+     "lean folds; False if TRL differs.")
     from trl.kernels import chunked_logprob
     from trl.trainer import utils
     if not all(hasattr(m, n) for m, n in ((chunked_logprob, '_forward_tile'), (chunked_logprob, '_backward_tile'),
-                                          (chunked_logprob, '_use_triton'), (utils, '_use_triton'))):
+                                          (chunked_logprob, '_use_triton'), (utils, '_use_triton'),
+                                          (utils, '_ChunkedLogProbFunction'))):
         return False  # another TRL: its stock path stays
     if getattr(utils._use_triton, 'synthbook', False): return True
     triton_device = chunked_logprob._use_triton
@@ -159,6 +163,13 @@ def fast_cpu_logprobs() -> bool:
     def backward_tile(*a, **k): return (lean_backward_tile if a[0].device.type == 'cpu' else stock_backward)(*a, **k)
     chunked_logprob._stock_forward_tile, chunked_logprob._stock_backward_tile = stock_forward, stock_backward
     chunked_logprob._forward_tile, chunked_logprob._backward_tile = forward_tile, backward_tile
+    head = utils._ChunkedLogProbFunction
+    class NarrowTilesOnCpu:  # TRL passes its GPU-sized vocabulary tile to the head as an argument
+        @staticmethod
+        def apply(hidden, weight, bias, targets, temperature, tile, *rest):
+            if hidden.device.type == 'cpu': tile = min(tile, CPU_VOCAB_TILE)
+            return head.apply(hidden, weight, bias, targets, temperature, tile, *rest)
+    utils._ChunkedLogProbFunction = NarrowTilesOnCpu
     return True
 
 # %% ../nbs/05_generative_reward_models.ipynb #a88efcf3

@@ -267,10 +267,12 @@ def run_job(target:str, params_file:Path) -> dict:
     return result
 
 # %% ../nbs/08_scale.ipynb #f720a230
-def grid_points(grid:dict[str, list]) -> list[dict]:
-    "Every combination of the grid's values, as parameter dicts."
+def grid_points(grid:dict[str, list], one_at_a_time:bool=False) -> list[dict]:
+    ("Every combination of the grid's values, as parameter dicts; `one_at_a_time`: the recipe as it is (`{}`), then "
+     "each value changed alone.")
     if not grid or any(not v for v in grid.values()):
         raise RecipeError("a sweep needs at least one value for each grid key")
+    if one_at_a_time: return [{}] + [{key: v} for key, values in grid.items() for v in values]
     return [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
 
 # %% ../nbs/08_scale.ipynb #d42264b3
@@ -303,11 +305,13 @@ def flat_metrics(run_dir:Path) -> dict:
     return out
 
 # %% ../nbs/08_scale.ipynb #3d7a3369
-def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, log=print) -> list[dict]:
-    ("Run `cfg` once per grid point, each in `<run>/sweep/<point>` (a copy of `base_run` if given); "
-     "returns and saves the table.")
+def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, log=print,
+              one_at_a_time:bool=False) -> list[dict]:
+    ("Run `cfg` once per point of `grid` (see `grid_points`), each in `<run>/sweep/<point>` (a copy of `base_run` if "
+     "given); returns and saves the table.")
     check_machine(cfg)
-    points = {','.join(f'{k}={v}' for k, v in point.items()): point for point in grid_points(grid)}
+    points = {','.join(f'{k}={v}' for k, v in point.items()) or 'recipe': point
+              for point in grid_points(grid, one_at_a_time)}
     # every point checked with the recipe before the first one runs
     configs = {label: Config.from_dict(cfg.to_dict() | point, where=f'sweep point {label}')
                for label, point in points.items()}
@@ -319,7 +323,7 @@ def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, 
         if base_run and not d.exists(): shutil.copytree(base_run, d, ignore=shutil.ignore_patterns('sweep'))
         log(f'== sweep point {label}')
         rec = run_chain(replace(configs[label], run_dir=str(d)), nbs_dir, log)
-        rows.append(point | {'ran': [s for s, v in rec['stages'].items() if not v.get('skipped')], **flat_metrics(d)})
+        rows.append(({'point': label} if one_at_a_time else point) | {'ran': [s for s, v in rec['stages'].items() if not v.get('skipped')], **flat_metrics(d)})
     from synthbook.report import md_table
     write_json(rows, root/'sweep.json')
     (root/'sweep.md').write_text(f"# Sweep of {cfg.name} over {', '.join(grid)}\n\n" +
@@ -362,6 +366,8 @@ def main(argv:list[str]|None=None) -> int:
     _recipe_args(s)
     s.add_argument('--grid', action='append', required=True, metavar='KEY=V1,V2')
     s.add_argument('--from', dest='base', help='a finished run folder each point starts from')
+    s.add_argument('--one-at-a-time', action='store_true',
+                   help="the recipe as it is, then each grid value changed alone, instead of every combination")
     c = sub.add_parser('check', help='parse and check recipes')
     c.add_argument('recipes', nargs='+')
     j = sub.add_parser('job', help='one rank of a training job (used by accelerate launch)')
@@ -381,7 +387,7 @@ def main(argv:list[str]|None=None) -> int:
             return 0
         cfg = _recipe_config(a)
         if a.cmd == 'sweep':
-            run_sweep(cfg, parse_grid(a.grid), a.base, a.nbs, say)
+            run_sweep(cfg, parse_grid(a.grid), a.base, a.nbs, say, a.one_at_a_time)
             print(f"sweep {cfg.name}: {cfg.out/'sweep'/'sweep.md'}")
             return 0
         rec = run_chain(cfg, nbs_dir=a.nbs, log=say, fresh=a.fresh)
