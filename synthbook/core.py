@@ -23,13 +23,14 @@ logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 # %% auto #0
 __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES',
            'BF16_MIN_SPEEDUP', 'MANIFEST', 'RecipeError', 'Config', 'suggest_key', 'project_root',
-           'in_interval', 'trl_loss_types', 'batch_plan', 'load_recipe', 'error_of', 'accelerate_config_path',
-           'check_machine', 'seed_everything', 'package_versions', 'cache_dir', 'matmul_gflops',
-           'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError', 'bundled_gguf', 'sha256_file',
-           'write_manifest', 'cache_problem', 'reuse_cached', 'bundled_model_dir', 'tiny_model_dir',
-           'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config', 'load_tokenizer', 'load_model',
-           'load_model_from', 'add_lora', 'plain_copy', 'trains_in_bf16', 'training_args', 'quiet',
-           'unwrap_autocast', 'training_kernels', 'write_json', 'write_stats', 'save_adapter']
+           'in_interval', 'trl_loss_types', 'batch_plan', 'read_yaml', 'load_recipe', 'error_of',
+           'accelerate_config_path', 'check_machine', 'seed_everything', 'package_versions', 'cache_dir',
+           'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError',
+           'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem', 'reuse_cached',
+           'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
+           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'trains_in_bf16',
+           'training_args', 'quiet', 'unwrap_autocast', 'training_kernels', 'write_json', 'write_stats',
+           'save_adapter']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -278,12 +279,23 @@ def _check_together(cfg):
         raise RecipeError(f"key 'dpo_loss_type': {cfg.dpo_loss_type!r} is not one of the installed TRL's "
                           f"{', '.join(losses)}")
 
+# %% ../nbs/00_core.ipynb #a6f3e157
+class _Yaml12Floats(yaml.SafeLoader): pass
+# YAML 1.2 reads `2e-4` as a float; PyYAML reads YAML 1.1, whose floats need a dot (`2.0e-4`), and makes it a string
+_Yaml12Floats.add_implicit_resolver('tag:yaml.org,2002:float',
+                                    re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$'),
+                                    list('-+0123456789.'))
+
+def read_yaml(text:str):
+    "`text` parsed as YAML, safely, with `2e-4` the float it is in YAML 1.2."
+    return yaml.load(text, Loader=_Yaml12Floats)
+
 # %% ../nbs/00_core.ipynb #de2a9f1c
 def load_recipe(path:str|Path, **overrides) -> Config:
     "Read a recipe YAML into a `Config`; `overrides` (e.g. from the command line) win."
     path = Path(path)
     if not path.exists(): raise RecipeError(f"recipe {path} does not exist")
-    try: d = yaml.safe_load(path.read_text()) or {}
+    try: d = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise RecipeError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(d, dict):

@@ -13,13 +13,15 @@ import numpy as np, torch
 from .core import (Config, batch_plan, load_model, load_model_from, quiet, save_adapter, training_args,
                             training_kernels, unwrap_autocast, write_json, write_stats)
 from .data import DataError, sample_rows
+from .feedback import next_token_probs
+from .generate import as_messages
 from .genrm import fast_cpu_logprobs
 from .reward import as_conversation, gated_methods, pairs_of, token_lengths
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
-           'next_token_probs_of', 'save_policy', 'load_policy', 'length_grouped', 'dpo_trainer',
-           'training_curve', 'train_policy', 'minimal_pairs', 'train_control', 'plot_training']
+           'save_policy', 'load_policy', 'length_grouped', 'dpo_trainer', 'training_curve', 'train_policy',
+           'minimal_pairs', 'train_control', 'plot_training']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -114,14 +116,6 @@ class PeakMemory:
         return {'peak RSS (MB)': round(self.rss_mb), 'RSS at start (MB)': round(self.start_rss_mb),
                 'peak CUDA allocated (MB)': None if self.cuda_mb is None else round(self.cuda_mb)}
 
-# %% ../nbs/06_dpo.ipynb #4d218d03
-def next_token_probs_of(model, tokenizer, text:str) -> torch.Tensor:
-    "The model's next-token distribution after the chat prompt `text`, in fp32."
-    enc = tokenizer(tokenizer.apply_chat_template([{'role': 'user', 'content': text}],
-                                                  tokenize=False, add_generation_prompt=True),
-                    return_tensors='pt', add_special_tokens=False).to(model.device)
-    with torch.inference_mode(): return torch.softmax(model(**enc).logits[0, -1].float(), -1)
-
 # %% ../nbs/06_dpo.ipynb #8d91f14c
 def save_policy(model, tokenizer, path:Path, spec:str, **meta) -> Path:
     ("Save the policy's adapter and tokenizer to `path`, "
@@ -211,8 +205,8 @@ def train_policy(cfg:Config, progress:bool=False) -> dict:
                        beta=cfg.dpo_beta, loss_type=cfg.dpo_loss_type, load_in_4bit=cfg.load_in_4bit)
     probe = 'Give me one tip for sleeping better.'
     reloaded, _ = load_policy(path, cfg.dtype, cfg.device, cfg.load_in_4bit)
-    reload_diff = (next_token_probs_of(reloaded, tok, probe).cpu()
-                   - next_token_probs_of(model, tok, probe).cpu()).abs().max().item()
+    reload_diff = (next_token_probs(reloaded, tok, [as_messages(probe)], '')
+                   - next_token_probs(model, tok, [as_messages(probe)], '')).abs().max().item()
     curve = training_curve(trainer.state.log_history)
     return {'train_pairs': len(train), 'too_long': too_long, 'heldout_pairs': len(heldout),
             'batch': {'per device': a.per_device_train_batch_size, 'accumulation': a.gradient_accumulation_steps,

@@ -196,20 +196,22 @@ def next_token_probs(model, tokenizer,
                      convs:list[list[dict]],  # chat conversations, the model's turn still to come
                      # text that opens the model's turn before the read-out, one for all or one each
                      prefix:str|list[str],
-                     candidates:list[str],  # single-token answers to compare
+                     candidates:list[str]|None=None,  # single-token answers to compare; None: every token
                      batch_size:int=16,
                     ) -> torch.Tensor:  # one row per conversation, probabilities over `candidates` summing to 1
     "Probabilities of each candidate as the next token after `prefix`, renormalised over the candidates."
-    ids = [tokenizer.encode(c, add_special_tokens=False) for c in candidates]
-    if any(len(i) != 1 for i in ids):
-        raise ValueError(f"each candidate must be one token; got {dict(zip(candidates, ids))}")
-    ids = [i[0] for i in ids]
+    head = model.get_output_embeddings()
+    if candidates is None: ids = list(range(head.weight.shape[0]))
+    else:
+        ids = [tokenizer.encode(c, add_special_tokens=False) for c in candidates]
+        if any(len(i) != 1 for i in ids):
+            raise ValueError(f"each candidate must be one token; got {dict(zip(candidates, ids))}")
+        ids = [i[0] for i in ids]
     prefixes = [prefix] * len(convs) if isinstance(prefix, str) else prefix
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + x
              for c, x in zip(convs, prefixes, strict=True)]
     seqs = [tokenizer(t, add_special_tokens=False)['input_ids'] for t in texts]
     n_shared = common_prefix_length(seqs) if len(seqs) > 1 else 0  # the judge's instructions: read once, not once a row
-    head = model.get_output_embeddings()
     w = head.weight[ids].detach().float()
     b = head.bias[ids].detach().float() if getattr(head, 'bias', None) is not None else 0.0
     last = {}  # the head's input at the last position, projected in fp32 below: bf16 logits round to steps of 1/16

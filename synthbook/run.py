@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse, collections, contextlib, hashlib, importlib, itertools, json, os, re, shutil, subprocess, sys, time
 from dataclasses import replace
 from pathlib import Path
-import yaml
 from .core import (Config, RecipeError, accelerate_config_path, check_machine, env_report, load_recipe,
-                            package_versions, project_root, sha256_file, write_json)
+                            package_versions, project_root, read_yaml, sha256_file, write_json)
 from .data import PAIR_SETS, SHIPPED, DataError, read_jsonl
 
 # %% auto #0
@@ -277,12 +276,12 @@ def grid_points(grid:dict[str, list], one_at_a_time:bool=False) -> list[dict]:
 
 # %% ../nbs/08_scale.ipynb #d42264b3
 def parse_grid(items:list[str]) -> dict:
-    "`key=v1,v2,...` strings to a grid, each value read as YAML; keys are checked against `Config`."
+    "`key=v1,v2,...` strings to a grid, each value read as YAML (`read_yaml`); keys are checked against `Config`."
     grid = {}
     for it in items or []:
         if '=' not in it: raise RecipeError(f"--grid expects key=v1,v2,..., got {it!r}")
         k, v = it.split('=', 1)
-        grid[k.strip()] = [yaml.safe_load(x) for x in v.split(',')]
+        grid[k.strip()] = [read_yaml(x) for x in v.split(',')]
     for k, values in grid.items():  # unknown keys, wrong types and values out of range fail here, before any run
         for v in values: Config.from_dict({k: v}, where='--grid')
     return grid
@@ -323,7 +322,8 @@ def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, 
         if base_run and not d.exists(): shutil.copytree(base_run, d, ignore=shutil.ignore_patterns('sweep'))
         log(f'== sweep point {label}')
         rec = run_chain(replace(configs[label], run_dir=str(d)), nbs_dir, log)
-        rows.append(({'point': label} if one_at_a_time else point) | {'ran': [s for s, v in rec['stages'].items() if not v.get('skipped')], **flat_metrics(d)})
+        ran = [s for s, v in rec['stages'].items() if not v.get('skipped')]
+        rows.append(({'point': label} if one_at_a_time else point) | {'ran': ran, **flat_metrics(d)})
     from synthbook.report import md_table
     write_json(rows, root/'sweep.json')
     (root/'sweep.md').write_text(f"# Sweep of {cfg.name} over {', '.join(grid)}\n\n" +
@@ -332,12 +332,12 @@ def run_sweep(cfg:Config, grid:dict, base_run:str|Path|None=None, nbs_dir=None, 
 
 # %% ../nbs/08_scale.ipynb #64a023e8
 def parse_sets(items:list[str]) -> dict:
-    "`key=value` strings to a dict, each value read as YAML (so `3` is an int and `true` a bool)."
+    "`key=value` strings to a dict, each value read as YAML (so `3` is an int, `2e-4` a float and `true` a bool)."
     out = {}
     for it in items or []:
         if '=' not in it: raise RecipeError(f"--set expects key=value, got {it!r}")
         k, v = it.split('=', 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = read_yaml(v)
     return out
 
 # %% ../nbs/08_scale.ipynb #9386d022
@@ -379,7 +379,7 @@ def main(argv:list[str]|None=None) -> int:
         if a.cmd == 'check':
             for p in a.recipes:
                 check_inputs(load_recipe(p))
-                empty = not yaml.safe_load(Path(p).read_text())  # load_recipe has read it: it parses
+                empty = not read_yaml(Path(p).read_text())  # load_recipe has read it: it parses
                 print(f'{p}: ok' + (' (empty: every value is its default)' if empty else ''))
             return 0
         if a.cmd == 'job':
