@@ -1,5 +1,5 @@
 """The positive controls of a finished run on the real model, against the thresholds the handbook sets for them:
-`make controls` after `make smoke` (about 17 minutes on 2 cores where bf16 runs fast), or
+`make controls` after `make smoke` (15 to 17 minutes on 2 cores where bf16 runs fast), or
 `SYNTHBOOK_CONTROLS_RUN=<run folder> pytest tests/test_controls.py`. Skipped without that variable, so `make test` stays
 inside CI's time. A threshold that 135M does not reach is marked xfail with the figures measured, and reported as XPASS
 the day it is met."""
