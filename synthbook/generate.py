@@ -11,14 +11,15 @@ from .core import Config, load_model, load_model_from, resolve_model, pick_dtype
 import torch
 from tqdm import tqdm  # text bars: papermill stores them, widgets it cannot
 from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from .data import is_messages
 
 # %% auto #0
 __all__ = ['BACKENDS', 'as_messages', 'Backend', 'TransformersBackend', 'nucleus', 'sample_next', 'decode_attention',
-           'common_prefix_length', 'prefix_cache', 'forward_after_prefix', 'LoopBackend', 'VLLMBackend',
-           'vllm_available', 'pick_backend', 'make_backend', 'generation_rows']
+           'common_prefix_length', 'prefix_cache', 'forward_after_prefix', 'Fp32DecodeLayer', 'LoopBackend',
+           'VLLMBackend', 'vllm_available', 'pick_backend', 'make_backend', 'generation_rows']
 
 # %% ../nbs/02_generate.ipynb #3e3f203f
 def as_messages(prompt, system:str|None=None) -> list[dict]:
@@ -112,7 +113,8 @@ def nucleus(logits:torch.Tensor,  # (batch, vocab) next-token logits
            ) -> tuple[torch.Tensor, torch.Tensor]:  # (probabilities, token ids), each (batch, candidates)
     "The sampling distribution of temperature → top-k → top-p, over the top-k candidates only (0 means no top-k)."
     k = min(top_k, logits.shape[-1]) if top_k else logits.shape[-1]
-    values, ids = torch.topk(logits.float() / temperature, k, dim=-1)  # sorted, best first
+    values, ids = torch.topk(logits, k, dim=-1)  # sorted, best first; temperature keeps the order
+    values = values.float() / temperature  # k numbers per row, not the whole vocabulary
     if top_p < 1.0:
         ascending = values.flip(-1)
         drop = ascending.softmax(-1).cumsum(-1) <= 1 - top_p  # the tail transformers' top-p warper removes
@@ -131,15 +133,16 @@ def sample_next(logits:torch.Tensor, temperature:float=0.7, top_k:int=50, top_p:
 # %% ../nbs/02_generate.ipynb #bb59ceaa
 def decode_attention(module, query, key, value, attention_mask, scaling:float|None=None, dropout:float=0.0, **kwargs):
     "Attention for one new token per row as two small fp32 matmuls per key-value head; longer queries go to SDPA."
-    if query.shape[2] != 1 or dropout: return sdpa_attention_forward(module, query, key, value, attention_mask,
-                                                                     dropout=dropout, scaling=scaling, **kwargs)
+    if query.shape[2] != 1 or dropout:  # SDPA wants one dtype; `Fp32DecodeLayer` holds fp32 keys and values
+        return sdpa_attention_forward(module, query, key.to(query.dtype), value.to(query.dtype), attention_mask,
+                                      dropout=dropout, scaling=scaling, **kwargs)
     batch, heads, _, dim = query.shape
     grouped = query.reshape(batch, key.shape[1], heads // key.shape[1], dim).float()  # queries sharing a key-value head
     scores = grouped @ key.float().transpose(-1, -2) * (dim ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool: scores = scores.masked_fill(~attention_mask, float('-inf'))
         else: scores = scores + attention_mask
-    out = (scores.softmax(-1) @ value.float()).to(value.dtype)
+    out = (scores.softmax(-1) @ value.float()).to(query.dtype)
     return out.reshape(batch, heads, 1, dim).transpose(1, 2), None
 
 AttentionInterface.register('synthbook_decode', decode_attention)
@@ -183,6 +186,49 @@ def forward_after_prefix(model,
                 past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep)
     return out, cache, mask.to(dev), positions[:, -1:].to(dev) + 1
 
+# %% ../nbs/02_generate.ipynb #84b85cc5
+class Fp32DecodeLayer(DynamicLayer):
+    "A layer's keys and values in fp32 buffers with room to grow: each decode step writes its token in place."
+    @classmethod
+    def of(cls, layer:DynamicLayer, room:int=0) -> Fp32DecodeLayer:
+        "A copy of `layer`'s keys and values with `room` free positions after them."
+        new = cls()
+        new.is_initialized, new.dtype, new.device = True, torch.float32, layer.keys.device
+        new.length = layer.keys.shape[-2]
+        new.key_buffer, new.value_buffer = (new._buffer(x, new.length + room) for x in (layer.keys, layer.values))
+        new._show()
+        return new
+
+    def _buffer(self, x, size):
+        out = x.new_empty(*x.shape[:2], size, x.shape[-1], dtype=torch.float32)
+        out[:, :, :self.length] = x[:, :, :self.length]
+        return out
+
+    def _show(self):  # what attention reads: views of the filled part, no copy
+        self.keys, self.values = self.key_buffer[:, :, :self.length], self.value_buffer[:, :, :self.length]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        new = key_states.shape[-2]
+        if self.length + new > self.key_buffer.shape[-2]:  # out of room: double it, as a list grows
+            size = max(self.length + new, 2 * self.key_buffer.shape[-2])
+            self.key_buffer, self.value_buffer = (self._buffer(b, size) for b in (self.key_buffer, self.value_buffer))
+        self.key_buffer[:, :, self.length:self.length + new] = key_states
+        self.value_buffer[:, :, self.length:self.length + new] = value_states
+        self.length += new
+        self._show()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int: return self.length
+
+    def batch_repeat_interleave(self, repeats:int):
+        self.key_buffer, self.value_buffer = (b.repeat_interleave(repeats, 0)
+                                              for b in (self.key_buffer, self.value_buffer))
+        self._show()
+
+    def batch_select_indices(self, indices:torch.Tensor):
+        self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+        self._show()
+
 # %% ../nbs/02_generate.ipynb #759deff3
 class LoopBackend(Backend):
     "A decode loop over a `transformers` model: shared prefix, prompts read once for `n` samples, top-k-first sampling."
@@ -223,6 +269,7 @@ class LoopBackend(Backend):
     def _decode(self, suffixes, prefix, n, max_new_tokens, temperature, top_k, top_p, seed, stop) -> list[list[int]]:
         "New tokens of `n` samples per suffix, each up to and including its first stop token."
         res, cache, mask, positions = forward_after_prefix(self.model, suffixes, prefix, self.tok.pad_token_id)
+        cache.layers = [Fp32DecodeLayer.of(layer, room=max_new_tokens) for layer in cache.layers]
         logits = res.logits[:, -1].repeat_interleave(n, 0)
         if n > 1:
             cache.batch_repeat_interleave(n)
