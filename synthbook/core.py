@@ -97,7 +97,7 @@ class Config:
     eval_pairs: str = 'synthbook:judge-check'  # labelled pairs no judge trains on: shipped set or JSONL path
     n_eval_pairs: int = 0  # pairs sampled from eval_pairs, 0 means all
     genrm_prompt: str = 'compact'  # judge instructions of chapter 05: compact, or mt-bench as in the GenRM paper
-    judge_train_pairs: int = 16  # most training pairs the judges of chapter 05 learn from, 0 means all
+    judge_train_pairs: int = 0  # most training pairs the judges of chapter 05 learn from, 0 means all
     # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 means all
     judge_eval_pairs: int = 16  # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 is all
     judge_epochs: int = 1  # passes over each judge's training data
@@ -107,7 +107,7 @@ class Config:
     cot_samples: int = 1  # rationales per order for a chain-of-thought verdict, the k of majority voting
     cot_max_new_tokens: int = 32  # tokens of rationale, the verdict gets 8 more
     cot_temperature: float = 1.0  # sampling temperature of rationales
-    star_samples: int = 2  # rationales sampled per training comparison in STaR
+    star_samples: int = 4  # rationales sampled per training comparison in STaR
     star_iterations: int = 1  # STaR rounds, each on a fresh share of the training pairs
     star_dpo_beta: float = 1.0  # DPO beta of STaR-DPO, the paper's value
     # synthetic-pair methods the policy trains on
@@ -662,9 +662,12 @@ def quiet(trainer):
 
 # %% ../nbs/00_core.ipynb #a6280060
 def unwrap_autocast(model):
-    "Remove the mixed-precision wrapper accelerate leaves on a trained model's `forward`; returns the model."
+    ("Remove the mixed-precision wrapper accelerate leaves on a trained model's `forward`, and its mark of a prepared "
+     "model, so that a later trainer wraps it again; returns the model.")
     from accelerate.utils import extract_model_from_parallel
-    return extract_model_from_parallel(model, keep_fp32_wrapper=False)
+    model = extract_model_from_parallel(model, keep_fp32_wrapper=False)
+    model.__dict__.pop('_is_accelerate_prepared', None)
+    return model
 
 # %% ../nbs/00_core.ipynb #5488a088
 @contextlib.contextmanager

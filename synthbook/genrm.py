@@ -18,12 +18,13 @@ from .generate import Backend, LoopBackend, as_messages
 from .reward import accuracy_row, credit, pairs_of
 
 # %% auto #0
-__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'VERDICT_ROOM', 'oriented', 'both_orders',
+__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS',
+           'FORMAT_PAIRS', 'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE', 'oriented', 'both_orders',
            'one_order_each', 'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge',
            'lean_forward_tile', 'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row',
            'genrm_rows', 'fresh_judge', 'fresh_judge_from', 'train_judge_sft', 'genrm_control', 'split_chain',
-           'CoTJudge', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary',
-           'train_judge_dpo', 'save_judge', 'load_judge']
+           'CoTJudge', 'format_rows', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows',
+           'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -297,6 +298,22 @@ class CoTJudge(Judge):
     def judge_many(self, items):
         chains = self.sample([judge_conversation(*it, self.system) for it in items])
         return [(verdict_of(p), p) for p in (np.mean([c['verdict'] == 'A' for c in cs]) for cs in chains)]
+
+# %% ../nbs/05_generative_reward_models.ipynb #77f9c2e6
+FORMAT_SENTENCE_TOKENS = 24  # the longest first sentence kept as an example of the answer's shape
+FORMAT_PAIRS, FORMAT_EPOCHS, FORMAT_LEARNING_RATE = 64, 3, 5e-4  # from a pilot on training pairs
+
+def format_rows(items:list[tuple], chains:list[list[dict]], system:str, tokenizer,
+                max_tokens:int=FORMAT_SENTENCE_TOKENS) -> list[dict]:
+    ("SFT rows that teach the answer's shape, not the labels: each chain's first sentence, where it ends within "
+     "`max_tokens` tokens, then `Verdict: [[X]]` with the chain's own vote.")
+    rows = []
+    for item, item_chains in zip(items, chains, strict=True):
+        for c in item_chains:
+            m = re.match(r'([^\n]+?[.!?])(\s|$)', c['rationale'])
+            if m and len(tokenizer.encode(m.group(1), add_special_tokens=False)) <= max_tokens:
+                rows.append(sft_row(item, chain_text(m.group(1).strip(), c['verdict']), system))
+    return rows
 
 # %% ../nbs/05_generative_reward_models.ipynb #d06dbc47
 def hint_conversation(item:tuple, system:str) -> list[dict]:

@@ -1,5 +1,5 @@
 """The positive controls of a finished run on the real model, against the thresholds the handbook sets for them:
-`make controls` after `make smoke` (15 to 17 minutes on 2 cores where bf16 runs fast), or
+`make controls` after `make smoke`, or
 `SYNTHBOOK_CONTROLS_RUN=<run folder> pytest tests/test_controls.py`. Skipped without that variable, so `make test` stays
 inside CI's time. A threshold that 135M does not reach is marked xfail with the figures measured, and reported as XPASS
 the day it is met."""
@@ -61,3 +61,22 @@ def test_reward_model_control_on_almost_pairs(metrics):
 def test_genrm_control_beats_chance_without_position_bias(metrics):
     c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
+
+def comparison_rows(metrics, judge:str) -> list[dict]:
+    return [r for r in metrics['genrm_stats']['comparison'] if r['judge'] == judge]
+
+def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
+    for row in comparison_rows(metrics, 'CoT-GenRM'):  # both sets: a parseable verdict in at least 80 % of chains
+        assert row['parse failures'] <= 0.20, row
+
+@pytest.mark.parametrize('judge', ['STaR-SFT', 'STaR-DPO'])
+def test_star_judges_write_their_verdict(metrics, judge):
+    for row in comparison_rows(metrics, judge):
+        assert row['parse failures'] <= 0.20, row
+
+# the smoke recipe trains the judges on 16 pairs (32 comparisons); the notebooks' default, all training pairs in both
+# orders, gave 84 pairs in a pilot on 93 training pairs
+@pytest.mark.xfail(reason='the smoke recipe samples STaR on 16 training pairs', strict=False)
+def test_star_dpo_trains_on_50_pairs(metrics):
+    star_dpo = [r for r in metrics['genrm_stats']['star_rounds'] if r['judge'] == 'STaR-DPO']
+    assert sum(r['training rows'] for r in star_dpo) >= 50, star_dpo

@@ -58,7 +58,7 @@ def check_smoke_run(tmp_path):
     # chapter 05 on the real model: every judge measured on the same pairs, the trained ones included
     g = rec['metrics']['genrm_stats']
     rows = {(r['judge'], r['set']): r for r in g['comparison']}
-    assert len(rows) == 12 and all(r['n'] == g[f"{r['set']} pairs"] for r in rows.values())
+    assert len(rows) == 14 and all(r['n'] == g[f"{r['set']} pairs"] for r in rows.values())
     assert rows[('zero-shot judge', 'labelled')]['position bias'] > 0.5  # the 135M judge picks by position
     assert all(rows[(j, 'labelled')]['parse failures'] is not None for j in ('CoT-GenRM', 'STaR-SFT', 'STaR-DPO'))
     # chapter 06: DPO on the real model trained with the recipe's global batch, starting from log 2
@@ -124,9 +124,10 @@ def check_run_folder(out):
     assert {'held-out synthetic/all', 'labelled/all'} <= set(acc)
     assert all(0 <= a['ci low'] <= a['accuracy'] <= a['ci high'] <= 1 for a in acc.values())
     assert (out/'reward_model'/'adapter_model.safetensors').exists()
-    # chapter 05: all six judges compared on the same pairs of both sets, and the trained judges saved
+    # chapter 05: all seven judges compared on the same pairs of both sets, and the trained judges saved
     rows = rec['metrics']['genrm_stats']['comparison']
-    judges = {'Bradley-Terry RM', 'zero-shot judge', 'GenRM', 'CoT-GenRM', 'STaR-SFT', 'STaR-DPO'}
+    judges = {'Bradley-Terry RM', 'zero-shot judge', 'GenRM', 'CoT-GenRM, zero-shot', 'CoT-GenRM', 'STaR-SFT',
+              'STaR-DPO'}
     assert {r['judge'] for r in rows} == judges and len(rows) == 2 * len(judges)
     speed = rec['metrics']['genrm_stats']['timings']['s / 100 judgments']
     for r in rows:
