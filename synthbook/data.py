@@ -8,13 +8,13 @@ Docs: https://synthbook.github.io/synthbook/data.html.md"""
 from __future__ import annotations
 import hashlib, importlib.resources, json
 from pathlib import Path
-from .core import Config
+from .core import PAIR_METHODS, Config
 
 # %% auto #0
 __all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages',
            'text_of', 'check_messages', 'check_prompt', 'check_pair', 'read_jsonl', 'write_jsonl',
            'to_dataset', 'from_dataset', 'asset_path', 'unit_hash', 'sample_rows', 'load_prompts',
-           'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'load_pairs']
+           'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'load_pairs', 'pairs_of']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):
@@ -252,3 +252,12 @@ def load_pairs(source:str='synthbook:judge-check',  # shipped pair set or JSONL 
         raise DataError(f"unknown shipped pair set {source!r}; known: {', '.join(PAIR_SETS)}")
     else: rows = read_jsonl(source)
     return sample_rows(rows, n, seed, where=source)
+
+# %% ../nbs/01_data.ipynb #5b1e0c7a
+def pairs_of(pairs:list[dict], methods:list[str], where:str='pairs') -> list[dict]:
+    "The pairs made by `methods`; a method no chapter makes, or no pairs at all, is an error."
+    if unknown := [m for m in methods if m not in PAIR_METHODS]:
+        raise DataError(f"unknown pair method {', '.join(map(repr, unknown))}; known: {', '.join(PAIR_METHODS)}")
+    out = [p for p in pairs if p.get('method') in methods]
+    if not out: raise DataError(f"{where} has no pairs of method {', '.join(methods)}")
+    return out  # a known method with no pairs this run is no error: a run's table shows it as 0

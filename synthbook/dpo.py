@@ -12,11 +12,11 @@ from unittest import mock
 import numpy as np, torch
 from .core import (Config, batch_plan, load_model, load_model_from, quiet, save_adapter, training_args,
                             training_kernels, unwrap_autocast, write_json, write_stats)
-from .data import DataError, sample_rows
+from .data import DataError, pairs_of, sample_rows
 from .feedback import next_token_probs
-from .generate import as_messages
+from .generate import as_conversation, as_messages, token_lengths
 from .genrm import fast_cpu_logprobs
-from .reward import as_conversation, gated_methods, pairs_of, token_lengths
+from .reward import gated_methods
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',

@@ -17,9 +17,10 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from .data import is_messages
 
 # %% auto #0
-__all__ = ['BACKENDS', 'as_messages', 'Backend', 'TransformersBackend', 'nucleus', 'sample_next', 'decode_attention',
-           'common_prefix_length', 'prefix_cache', 'forward_after_prefix', 'Fp32DecodeLayer', 'LoopBackend',
-           'VLLMBackend', 'vllm_available', 'pick_backend', 'make_backend', 'generation_rows']
+__all__ = ['BACKENDS', 'as_messages', 'as_conversation', 'token_lengths', 'Backend', 'TransformersBackend', 'nucleus',
+           'sample_next', 'decode_attention', 'common_prefix_length', 'prefix_cache', 'forward_after_prefix',
+           'Fp32DecodeLayer', 'LoopBackend', 'VLLMBackend', 'vllm_available', 'pick_backend', 'make_backend',
+           'generation_rows']
 
 # %% ../nbs/02_generate.ipynb #3e3f203f
 def as_messages(prompt, system:str|None=None) -> list[dict]:
@@ -27,6 +28,18 @@ def as_messages(prompt, system:str|None=None) -> list[dict]:
     if isinstance(prompt, dict): prompt = prompt['prompt']
     msgs = list(prompt) if is_messages(prompt) else [{'role': 'user', 'content': str(prompt)}]
     return ([{'role': 'system', 'content': system}] if system else []) + msgs
+
+# %% ../nbs/02_generate.ipynb #690a8800
+def as_conversation(pair:dict) -> dict:
+    "The prompt, chosen and rejected of `pair` in TRL's conversational format, whatever format it came in."
+    side = lambda s: s if isinstance(s, list) else [{'role': 'assistant', 'content': s}]
+    return {'prompt': as_messages(pair['prompt']), 'chosen': side(pair['chosen']), 'rejected': side(pair['rejected'])}
+
+# %% ../nbs/02_generate.ipynb #eea74041
+def token_lengths(pairs:list[dict], tokenizer) -> list[int]:
+    "Tokens in the longer side (prompt plus response) of each pair, as a reward model or a DPO trainer sees it."
+    def n(msgs): return len(tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True)['input_ids'])
+    return [max(n(c['prompt'] + c['chosen']), n(c['prompt'] + c['rejected'])) for c in map(as_conversation, pairs)]
 
 # %% ../nbs/02_generate.ipynb #33ac64d0
 class Backend:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np, torch
 from .core import (Config, add_lora, load_model, plain_copy, quiet, save_adapter, training_args,
                             training_kernels, unwrap_autocast, write_json)
-from .data import DataError, text_of
+from .data import DataError, pairs_of, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
 from .generate import Backend, LoopBackend, as_messages
-from .reward import accuracy_row, credit, pairs_of
+from .reward import accuracy_row, credit
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS',

@@ -3,12 +3,12 @@ import math
 import numpy as np
 import pytest, torch
 from synthbook.core import TINY_MODEL, ModelError, load_model
-from synthbook.data import DataError, load_pairs
+from synthbook.data import DataError, load_pairs, pairs_of
 from synthbook.feedback import make_pair
 from synthbook.core import Config, write_json
 from synthbook.feedback import Judge, Scorer
 from synthbook.reward import (reward_model, train_reward_model, save_reward_model, load_reward_model, RewardScorer,
-                              RewardJudge, wilson_interval, accuracy_row, longer_wins, pairs_of, margins,
+                              RewardJudge, wilson_interval, accuracy_row, longer_wins, margins,
                               decider_check, at_chance, gated_methods)
 
 PAIRS = [make_pair({'prompt': f'Question {i}?'}, f'A careful correct answer {i}.', f'Wrong {i}.', 'almost', split='train')
