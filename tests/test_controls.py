@@ -44,14 +44,16 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
 def bt_control(metrics, method:str) -> dict:
     return next(c for c in metrics['reward_stats']['controls'] if c['method'] == method)
 
-# one pass over 31 DPF pairs at smoke size: 0.618 and 0.406 in two runs (n=34, 32); at the notebooks' defaults 0.831
-# (n=59) in fp32 and 0.698 (n=63) in bf16
-@pytest.mark.xfail(reason='short of 0.90 at 135M, even at the notebooks default size (0.70-0.83)', strict=False)
+# one pass over 31 DPF pairs at smoke size: 0.618 and 0.406 in two runs (n=34, 32); six passes (CONTROL_EPOCHS) over 33:
+# 0.762 [0.615, 0.865] (n=42); at the notebooks' defaults, six passes over 59 pairs: 0.970 [0.898, 0.992] (n=67)
+@pytest.mark.xfail(reason='met at the notebooks default size (0.970), short of 0.90 at smoke size (0.762)',
+                   strict=False)
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
 
-# 13 held-out contrast pairs: 0.923 and 0.538 in two runs that differed only in the generation batch
+# 13 held-out contrast pairs: 0.923 and 0.538 in two runs that differed only in the generation batch; 0.786 on 14 after
+# six passes (its untrained head: 0.786 too)
 @pytest.mark.xfail(reason='13 held-out pairs at smoke size: it passes in some runs, not in others', strict=False)
 def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
