@@ -22,15 +22,15 @@ logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
 
 # %% auto #0
 __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHAPTERS', 'RANGES', 'CHOICES',
-           'BF16_MIN_SPEEDUP', 'MANIFEST', 'RecipeError', 'Config', 'suggest_key', 'project_root',
-           'in_interval', 'trl_loss_types', 'batch_plan', 'read_yaml', 'load_recipe', 'error_of',
-           'accelerate_config_path', 'check_machine', 'seed_everything', 'package_versions', 'cache_dir',
-           'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16', 'env_report', 'ModelError',
-           'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem', 'reuse_cached',
-           'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device', 'pick_dtype', 'nf4_config',
-           'load_tokenizer', 'load_model', 'load_model_from', 'add_lora', 'plain_copy', 'trains_in_bf16',
-           'training_args', 'quiet', 'unwrap_autocast', 'training_kernels', 'write_json', 'write_stats',
-           'save_adapter']
+           'BF16_MIN_SPEEDUP', 'MANIFEST', 'ADAPTER_RECORD', 'ADAPTER_KINDS', 'RecipeError', 'Config',
+           'suggest_key', 'project_root', 'in_interval', 'trl_loss_types', 'batch_plan', 'read_yaml',
+           'load_recipe', 'error_of', 'accelerate_config_path', 'check_machine', 'seed_everything',
+           'package_versions', 'cache_dir', 'matmul_gflops', 'cpu_bf16_speedup', 'cpu_has_fast_bf16',
+           'env_report', 'ModelError', 'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem',
+           'reuse_cached', 'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device',
+           'pick_dtype', 'nf4_config', 'load_tokenizer', 'load_model', 'load_model_from', 'add_lora',
+           'plain_copy', 'trains_in_bf16', 'training_args', 'quiet', 'unwrap_autocast', 'training_kernels',
+           'write_json', 'write_stats', 'save_adapter', 'load_adapter']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -698,9 +698,14 @@ def write_stats(results:dict, path:Path, **timings) -> dict:
     return stats
 
 # %% ../nbs/00_core.ipynb #7ae7fbf8
-def save_adapter(model, tokenizer, path:Path, record:str, **meta) -> Path:
-    ("Save `model`'s adapter and `tokenizer` to `path` with `meta` in the file `record`; "
+ADAPTER_RECORD = 'synthbook_adapter.json'  # beside every saved adapter: its kind, base model and how it was trained
+ADAPTER_KINDS = {'reward': 'reward model', 'judge': 'judge', 'policy': 'policy'}  # each kind, as an error names it
+
+def save_adapter(model, tokenizer, path:Path, kind:str, **meta) -> Path:
+    ("Save `model`'s adapter and `tokenizer` to `path`, recording its `kind` and `meta` in `ADAPTER_RECORD`; "
      "`target_modules` sorted, so that one seed writes the same bytes in every process.")
+    if kind not in ADAPTER_KINDS:
+        raise ValueError(f"adapter kind must be one of {', '.join(ADAPTER_KINDS)}, got {kind!r}")
     path = Path(path)
     model.save_pretrained(path, selected_adapters=['default'])
     tokenizer.save_pretrained(path)
@@ -708,5 +713,24 @@ def save_adapter(model, tokenizer, path:Path, record:str, **meta) -> Path:
     config = json.loads(config_path.read_text())
     if isinstance(config.get('target_modules'), list): config['target_modules'] = sorted(config['target_modules'])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + '\n')
-    write_json(meta, path/record)
+    write_json({'kind': kind, **meta}, path/ADAPTER_RECORD)
     return path
+
+# %% ../nbs/00_core.ipynb #0e080c05
+def load_adapter(path:Path, kind:str, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
+    ("The adapter that `save_adapter` wrote to `path`, checked to be of `kind`, on the base model its record names; "
+     "returns (model, tokenizer, record).")
+    from peft import PeftModel
+    if kind not in ADAPTER_KINDS:
+        raise ValueError(f"adapter kind must be one of {', '.join(ADAPTER_KINDS)}, got {kind!r}")
+    path = Path(path)
+    record_path = path/ADAPTER_RECORD
+    if not record_path.exists():
+        raise ModelError(f"{path}: not a saved synthbook {ADAPTER_KINDS[kind]} (no {ADAPTER_RECORD})")
+    record = json.loads(record_path.read_text())
+    if record.get('kind') != kind:
+        raise ModelError(f"{record_path}: records kind {record.get('kind')!r}, expected {kind!r}")
+    if 'base_model' not in record: raise ModelError(f"{record_path}: records no base_model")
+    base, tok = load_model(record['base_model'], dtype, device, load_in_4bit,
+                           kind='reward' if kind == 'reward' else 'causal')
+    return PeftModel.from_pretrained(base, path).eval(), tok, record

@@ -10,8 +10,8 @@ import json, os, random, threading, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
-from .core import (Config, batch_plan, load_model, load_model_from, quiet, save_adapter, training_args,
-                            training_kernels, unwrap_autocast, write_json, write_stats)
+from .core import (Config, batch_plan, load_adapter, load_model, load_model_from, quiet, save_adapter,
+                            training_args, training_kernels, unwrap_autocast, write_json, write_stats)
 from .data import DataError, pairs_of, sample_rows
 from .feedback import next_token_probs
 from .generate import as_conversation, as_messages, token_lengths
@@ -119,20 +119,15 @@ class PeakMemory:
 # %% ../nbs/06_dpo.ipynb #8d91f14c
 def save_policy(model, tokenizer, path:Path, spec:str, **meta) -> Path:
     ("Save the policy's adapter and tokenizer to `path`, "
-     "recording the base model `spec` and `meta` (how it was trained).")
-    return save_adapter(model, tokenizer, path, 'synthbook_policy.json', base_model=spec, **meta)
+     "recording the kind `policy`, the base model `spec` and `meta` (how it was trained).")
+    return save_adapter(model, tokenizer, path, 'policy', base_model=spec, **meta)
 
 # %% ../nbs/06_dpo.ipynb #d084cd2c
 def load_policy(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
     ("A saved policy: its base model with the adapter on top; returns (model, tokenizer). "
      "`model.disable_adapter()` gives the base.")
-    from peft import PeftModel
-    path = Path(path)
-    if not (path/'synthbook_policy.json').exists():
-        raise DataError(f"{path}: not a saved synthbook policy (no synthbook_policy.json)")
-    meta = json.loads((path/'synthbook_policy.json').read_text())
-    base, tok = load_model(meta['base_model'], dtype, device, load_in_4bit)
-    return PeftModel.from_pretrained(base, path).eval(), tok
+    model, tokenizer, _ = load_adapter(path, 'policy', dtype, device, load_in_4bit)
+    return model, tokenizer
 
 # %% ../nbs/06_dpo.ipynb #6527964e
 def length_grouped(pairs:list[dict], tokenizer, batch_size:int, seed:int=0) -> list[dict]:

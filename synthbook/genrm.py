@@ -9,8 +9,8 @@ from __future__ import annotations
 import json, math, re, time
 from pathlib import Path
 import numpy as np, torch
-from .core import (Config, add_lora, load_model, plain_copy, quiet, save_adapter, training_args,
-                            training_kernels, unwrap_autocast, write_json)
+from .core import (Config, add_lora, load_adapter, load_model, plain_copy, quiet, save_adapter,
+                            training_args, training_kernels, unwrap_autocast, write_json)
 from .data import DataError, pairs_of, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
@@ -379,20 +379,16 @@ def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0,
     return _fit(DPOTrainer, args, model, tokenizer, rows)
 
 # %% ../nbs/05_generative_reward_models.ipynb #28a7c14b
-def save_judge(model, tokenizer, path:Path, spec:str, kind:str, system:str) -> Path:
-    "Save a trained judge's adapter and tokenizer, with how to read it: kind `verdict` (indicator read-out) or `cot`."
-    if kind not in ('verdict', 'cot'): raise ValueError(f"judge kind must be verdict or cot, got {kind!r}")
-    return save_adapter(model, tokenizer, path, 'synthbook_judge.json', base_model=spec, kind=kind, system=system)
+def save_judge(model, tokenizer, path:Path, spec:str, readout:str, system:str) -> Path:
+    "Save a trained judge's adapter and tokenizer, with how to read it: `verdict` (indicator read-out) or `cot`."
+    if readout not in ('verdict', 'cot'): raise ValueError(f"judge readout must be verdict or cot, got {readout!r}")
+    return save_adapter(model, tokenizer, path, 'judge', base_model=spec, readout=readout, system=system)
 
 # %% ../nbs/05_generative_reward_models.ipynb #f1da10c7
 def load_judge(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False, **cot) -> Judge:
     ("A saved judge, ready to `judge(prompt, a, b)`, its adapter merged in where the weights are fp32 (`plain_copy`); "
      "`cot` passes sampling options (k, max_new_tokens, ...) to a `CoTJudge`.")
-    from peft import PeftModel
-    path = Path(path)
-    if not (path/'synthbook_judge.json').exists(): raise DataError(f"{path}: not a saved synthbook judge")
-    meta = json.loads((path/'synthbook_judge.json').read_text())
-    base, tok = load_model(meta['base_model'], dtype, device, load_in_4bit)
-    m = plain_copy(PeftModel.from_pretrained(base, path).eval())
-    if meta['kind'] == 'verdict': return PromptedJudge(m, tok, 'logits', system=meta['system'])
-    return CoTJudge(m, tok, system=meta['system'], name=path.name, **cot)
+    model, tokenizer, record = load_adapter(path, 'judge', dtype, device, load_in_4bit)
+    merged = plain_copy(model)
+    if record['readout'] == 'verdict': return PromptedJudge(merged, tokenizer, 'logits', system=record['system'])
+    return CoTJudge(merged, tokenizer, system=record['system'], name=Path(path).name, **cot)

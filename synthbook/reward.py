@@ -9,8 +9,8 @@ from __future__ import annotations
 import json, math, time
 from pathlib import Path
 import numpy as np, torch
-from .core import (Config, load_model, quiet, save_adapter, training_args, training_kernels, unwrap_autocast,
-                            write_json)
+from .core import (Config, load_adapter, load_model, quiet, save_adapter, training_args, training_kernels,
+                            unwrap_autocast, write_json)
 from .data import DataError, load_pairs, pairs_of, text_of
 from .feedback import Judge, PromptedJudge, RatingScorer, Scorer, judge_both_orders, verdict_of
 from .generate import as_conversation, as_messages, token_lengths
@@ -201,16 +201,11 @@ def positive_control(cfg:Config, method:str, train:list[dict], heldout:list[dict
 
 # %% ../nbs/04_reward_model.ipynb #94f3ae85
 def save_reward_model(model, tokenizer, path:Path, spec:str) -> Path:
-    "Save adapters, score head and tokenizer to `path`, recording the base model `spec`."
-    return save_adapter(model, tokenizer, path, 'synthbook_reward.json', base_model=spec)
+    "Save adapters, score head and tokenizer to `path`, recording the kind `reward` and the base model `spec`."
+    return save_adapter(model, tokenizer, path, 'reward', base_model=spec)
 
 # %% ../nbs/04_reward_model.ipynb #2ea154d9
 def load_reward_model(path:Path, dtype:str='auto', device:str='auto', load_in_4bit:bool=False):
     "A saved reward model: its base checkpoint with the saved adapters and score head; returns (model, tokenizer)."
-    import json
-    from peft import PeftModel
-    path = Path(path)
-    if not (path/'synthbook_reward.json').exists(): raise DataError(f"{path}: not a saved synthbook reward model")
-    spec = json.loads((path/'synthbook_reward.json').read_text())['base_model']
-    base, tok = load_model(spec, dtype, device, load_in_4bit, kind='reward')
-    return PeftModel.from_pretrained(base, path).eval(), tok
+    model, tokenizer, _ = load_adapter(path, 'reward', dtype, device, load_in_4bit)
+    return model, tokenizer

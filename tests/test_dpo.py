@@ -1,7 +1,7 @@
 "Chapter 06: DPO with LoRA and QLoRA, on the tiny random model."
 import math
 import pytest, torch
-from synthbook.core import TINY_MODEL, Config, batch_plan
+from synthbook.core import TINY_MODEL, Config, ModelError, batch_plan
 from synthbook.data import DataError
 from synthbook.dpo import (PeakMemory, dpo_args, dpo_loss, dpo_pairs, dpo_trainer, load_policy, policy_model,
                            save_policy, trainer_global_batch, training_curve)
@@ -57,7 +57,7 @@ def test_lora_dpo_moves_the_margin_and_reloads(tmp_path):
         assert torch.allclose(again(**enc).logits, model(**enc).logits, atol=1e-4)
         with again.disable_adapter(): base = again(**enc).logits
     assert not torch.allclose(base, model(**enc).logits, atol=1e-4)  # the adapter is what changed
-    with pytest.raises(DataError, match='not a saved synthbook policy'): load_policy(tmp_path/'ckpt')
+    with pytest.raises(ModelError, match='not a saved synthbook policy'): load_policy(tmp_path/'ckpt')
 
 def test_qlora_dpo_step_runs_on_cpu(tmp_path):
     cfg = tiny(load_in_4bit=True, dtype='bfloat16', optim='paged_adamw_32bit', gradient_checkpointing=True,

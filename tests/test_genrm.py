@@ -1,7 +1,7 @@
 "Chapter 05: judges that write their verdict, on fakes and the tiny random model."
 import numpy as np
 import pytest, torch
-from synthbook.core import TINY_MODEL
+from synthbook.core import TINY_MODEL, ModelError
 from synthbook.data import DataError
 from synthbook.feedback import Judge, PromptedJudge, make_pair
 from synthbook.generate import Backend
@@ -82,8 +82,8 @@ def test_genrm_training_moves_the_indicator_read_out(tmp_path):
     reloaded = load_judge(path, dtype='float32', device='cpu')
     assert np.allclose([p for _, p in reloaded.judge_many([oriented(PAIRS[0], True)[:3]])],
                        [p for _, p in j.judge_many([oriented(PAIRS[0], True)[:3]])], atol=1e-4)
-    with pytest.raises(ValueError, match='kind must be'): save_judge(m, tok, tmp_path/'x', TINY_MODEL, 'cot-genrm', 'sys')
-    with pytest.raises(DataError, match='not a saved synthbook judge'): load_judge(tmp_path/'t')
+    with pytest.raises(ValueError, match='readout must be'): save_judge(m, tok, tmp_path/'x', TINY_MODEL, 'cot-genrm', 'sys')
+    with pytest.raises(ModelError, match='not a saved synthbook judge'): load_judge(tmp_path/'t')
 
 def test_star_dpo_trains_and_saves_only_the_policy_adapter(tmp_path):
     m, tok = fresh_judge(TINY_MODEL, dtype='float32', device='cpu', seed=0)

@@ -2,7 +2,7 @@
 import math
 import numpy as np
 import pytest, torch
-from synthbook.core import TINY_MODEL, ModelError, load_model
+from synthbook.core import TINY_MODEL, ModelError, load_adapter, load_model
 from synthbook.data import DataError, load_pairs, pairs_of
 from synthbook.feedback import make_pair
 from synthbook.core import Config, write_json
@@ -49,7 +49,8 @@ def test_train_save_reload_keeps_the_head(tmp_path):
     path = save_reward_model(rm, tok, tmp_path/'rm', TINY_MODEL)
     rm2, tok2 = load_reward_model(path, dtype='float32', device='cpu')
     assert np.allclose(margins(RewardScorer(rm2, tok2), PAIRS), after, atol=1e-4)
-    with pytest.raises(DataError, match='not a saved synthbook reward model'): load_reward_model(tmp_path/'out')
+    with pytest.raises(ModelError, match='not a saved synthbook reward model'): load_reward_model(tmp_path/'out')
+    with pytest.raises(ModelError, match="records kind 'reward', expected 'policy'"): load_adapter(path, 'policy')
 
 def test_reward_judge_is_order_symmetric():
     rm, tok = reward_model(TINY_MODEL, dtype='float32', device='cpu', seed=3)

@@ -26,7 +26,7 @@ def test_dpo_trains_on_two_gloo_processes(tmp_path):
     assert [r['rank'] for r in ranks] == [0, 1] and {(r['processes'], r['backend']) for r in ranks} == {(2, 'gloo')}
     assert ranks[0]['steps'] == ranks[1]['steps'] == 2 and {r['global batch'] for r in ranks} == {4}  # 8 pairs, 4 a step
     assert result['batch'] == {'per device': 2, 'accumulation': 1, 'processes': 2, 'global': 4}  # 4 pairs a step, split over 2
-    assert (tmp_path/'policy'/'synthbook_policy.json').exists() and result['reload_max_diff'] < 1e-3
+    assert (tmp_path/'policy'/'synthbook_adapter.json').exists() and result['reload_max_diff'] < 1e-3
     assert any('dpo rank ' in l for l in lines)  # the launched job's log reached the caller
 
 def test_launch_failure_is_one_line(tmp_path):

@@ -67,7 +67,7 @@ def check_smoke_run(tmp_path):
     # log 2 at the first step: the reference log-probabilities, computed once before training, at the same micro-batch
     memory = d['timings']['memory']
     assert abs(d['first_step']['loss'] - 0.6931) < 5e-3 and memory['peak RSS (MB)'] > memory['RSS at start (MB)']
-    assert (tmp_path/'policy'/'synthbook_policy.json').exists() and (tmp_path/'figures'/'dpo_training.png').exists()
+    assert (tmp_path/'policy'/'synthbook_adapter.json').exists() and (tmp_path/'figures'/'dpo_training.png').exists()
     # chapter 07: before and after on held-out prompts, in the stats and in the report
     e = rec['metrics']['eval_stats']
     assert {(w['judge'].split(' ')[0], w['set']) for w in e['win_rates']} == {
@@ -132,11 +132,12 @@ def check_run_folder(out):
     speed = rec['metrics']['genrm_stats']['timings']['s / 100 judgments']
     for r in rows:
         assert r.get('note') or (0 <= r['ci low'] <= r['accuracy'] <= r['ci high'] <= 1 and speed[f"{r['judge']} / {r['set']}"] > 0)
-    assert (out/'judges'/'genrm'/'synthbook_judge.json').exists()
+    assert (out/'judges'/'genrm'/'synthbook_adapter.json').exists()
     # chapter 06: a policy trained with the recipe's global batch (2 per forward x 4) and saved with its base model
     d = rec['metrics']['dpo_stats']
     assert d['batch'] == {'per device': 2, 'accumulation': 4, 'processes': 1, 'global': 8} and d['steps'] >= 1
-    assert json.loads((out/'policy'/'synthbook_policy.json').read_text())['base_model'] == model
+    record = json.loads((out/'policy'/'synthbook_adapter.json').read_text())
+    assert (record['kind'], record['base_model']) == ('policy', model)
     # chapter 07: win rates by both judges, mention rates and lengths, and a report with every chapter in it
     e = rec['metrics']['eval_stats']
     assert len(e['win_rates']) == 4 and len(e['mention_rates']) == 4 and len(e['lengths']) == 5
