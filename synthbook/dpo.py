@@ -6,11 +6,11 @@ Docs: https://synthbook.github.io/synthbook/dpo.html.md"""
 
 # %% ../nbs/06_dpo.ipynb #7a4594af
 from __future__ import annotations
-import json, os, random, threading, time
+import os, random, threading, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
-from .core import (Config, batch_plan, load_adapter, load_model, load_model_from, quiet, save_adapter,
+from .core import (Config, batch_plan, load_adapter, load_model_from, quiet, save_adapter,
                             training_args, training_kernels, unwrap_autocast, write_json, write_stats)
 from .data import DataError, pairs_of, sample_rows
 from .feedback import next_token_probs

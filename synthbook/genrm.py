@@ -6,7 +6,7 @@ Docs: https://synthbook.github.io/synthbook/generative_reward_models.html.md"""
 
 # %% ../nbs/05_generative_reward_models.ipynb #cc2d4993
 from __future__ import annotations
-import json, math, re, time
+import math, re, time
 from pathlib import Path
 import numpy as np, torch
 from .core import (Config, add_lora, load_adapter, load_model, plain_copy, quiet, save_adapter,
@@ -18,13 +18,14 @@ from .generate import Backend, LoopBackend, as_messages
 from .reward import accuracy_row, credit
 
 # %% auto #0
-__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS',
-           'FORMAT_PAIRS', 'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE', 'oriented', 'both_orders',
-           'one_order_each', 'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge',
-           'lean_forward_tile', 'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row',
-           'genrm_rows', 'fresh_judge', 'fresh_judge_from', 'train_judge_sft', 'genrm_control', 'split_chain',
-           'CoTJudge', 'format_rows', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows',
-           'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
+__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'REFUSAL', 'CUE_EPOCHS', 'CUE_LEARNING_RATE',
+           'CUE_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_PAIRS', 'FORMAT_EPOCHS',
+           'FORMAT_LEARNING_RATE', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
+           'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
+           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge', 'fresh_judge_from',
+           'train_judge_sft', 'with_refusals', 'genrm_control', 'split_chain', 'CoTJudge', 'format_rows',
+           'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary',
+           'train_judge_dpo', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -223,22 +224,37 @@ def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, l
                          completion_only_loss=True)
     return _fit(SFTTrainer, args, model, tokenizer, rows)
 
+# %% ../nbs/05_generative_reward_models.ipynb #8bd85c89
+REFUSAL = "I don't know."  # a rejected answer a judge can tell apart without checking any rule
+# the refusal control's passes, learning rate and batch, from a pilot on DPF training pairs split in two by entity,
+# n = 59: 1 pass at the judges' 2e-4 in batches of 8 read 0.254, 3 passes 0.636; 2 passes of 5e-4 in batches of 4, 1.000
+CUE_EPOCHS, CUE_LEARNING_RATE, CUE_BATCH_SIZE = 2, 5e-4, 4
+
+def with_refusals(pairs:list[dict]) -> list[dict]:
+    "Copies of `pairs` with each rejected response replaced by `REFUSAL`, in the pair's own format (text or messages)."
+    refusal = lambda side: REFUSAL if isinstance(side, str) else [{'role': 'assistant', 'content': REFUSAL}]
+    return [p | {'rejected': refusal(p['rejected'])} for p in pairs]
+
 # %% ../nbs/05_generative_reward_models.ipynb #2f4d18e8
-def genrm_control(cfg:Config, method:str, train:list[dict], heldout:list[dict], system:str,
-                  epochs:int) -> tuple[dict, dict]:
-    ("GenRM fine-tuned on `method`'s training pairs alone, both orders, for `epochs`: its rows on `method`'s held-out "
-     "pairs before and after training.")
+def genrm_control(cfg:Config, method:str, train:list[dict], heldout:list[dict], system:str, epochs:int,
+                  learning_rate:float|None=None, batch_size:int|None=None, refusals:bool=False) -> tuple[dict, dict]:
+    ("GenRM fine-tuned on `method`'s training pairs alone, both orders, for `epochs` (at the judges' learning rate and "
+     "batch unless given): its rows on `method`'s held-out pairs before and after training. `refusals` replaces every "
+     "rejected response by `REFUSAL` in both sets.")
     tr, ho = pairs_of(train, [method], 'training pairs'), pairs_of(heldout, [method], 'held-out pairs')
+    if refusals: tr, ho = with_refusals(tr), with_refusals(ho)
+    variant = f'{method}, rejected a refusal' if refusals else method
     model, tok = fresh_judge_from(cfg)
-    sets = {f'held-out {method}': ho}
+    sets = {f'held-out {variant}': ho}
     before = PromptedJudge(plain_copy(model, with_adapter=False), tok, 'logits', batch_size=cfg.batch_size,
                            system=system)
     before.name = 'untrained (the zero-shot judge)'
     untrained = evaluate_judge(before, sets, cfg.judge_tie_margin)[0]
-    train_judge_sft(model, tok, genrm_rows(tr, system), cfg.out/'judge_controls'/method, epochs,
-                    cfg.judge_learning_rate, cfg.judge_batch_size, cfg.seed, progress=False)
+    folder = cfg.out/'judge_controls'/(f'{method}_refusals' if refusals else method)
+    train_judge_sft(model, tok, genrm_rows(tr, system), folder, epochs, learning_rate or cfg.judge_learning_rate,
+                    batch_size or cfg.judge_batch_size, cfg.seed, progress=False)
     after = PromptedJudge(plain_copy(model), tok, 'logits', batch_size=cfg.batch_size, system=system)
-    after.name = f'GenRM, {method} alone'
+    after.name = f'GenRM, {variant}' if refusals else f'GenRM, {method} alone'
     trained = evaluate_judge(after, sets, cfg.judge_tie_margin)[0]
     return untrained | {'train pairs': 0}, trained | {'train pairs': len(tr)}
 

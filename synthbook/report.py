@@ -109,7 +109,8 @@ def _section_genrm(d, g):
     import pandas as pd
     t = pd.DataFrame(g['comparison']).set_index(['judge', 'set'])
     _draw(ci_plot(t.dropna(subset=['accuracy']), 'accuracy', 'judges on the same held-out pairs'), d, 'judge_accuracy')
-    control = g.get('control') and ['Positive control, GenRM trained on DPF pairs alone, on the held-out DPF pairs:',
+    control = g.get('control') and ['Positive controls, GenRM trained on DPF pairs alone and on the same pairs with '
+                                    'each rejected answer a refusal, on their held-out pairs:',
                                     md_table(g['control']), 'Checks: ' + ', '.join(
                                         f"{k} {'yes' if v else 'no'}" for k, v in g['control_checks'].items()) + '.']
     return '\n\n'.join([md_table(t), md_table(g.get('star_rounds', []))] + (control or []) +

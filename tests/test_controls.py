@@ -64,6 +64,12 @@ def test_genrm_control_beats_chance_without_position_bias(metrics):
     c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
 
+# the refusal cue, where the DPF rule stays at chance: 1.000 [0.916, 1.000], position bias 0.00, n=42, in a smoke run
+# (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187)
+def test_genrm_control_learns_a_cue_it_can_read(metrics):
+    c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal')
+    assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
+
 def comparison_rows(metrics, judge:str) -> list[dict]:
     return [r for r in metrics['genrm_stats']['comparison'] if r['judge'] == judge]
 

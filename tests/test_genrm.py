@@ -111,3 +111,8 @@ def test_genrm_control_trains_on_one_method_and_reads_its_held_out_pairs_both_wa
     assert after['judge'] == 'GenRM, dpf alone' and after['set'] == 'held-out dpf'
     assert 0 <= after['position bias'] <= 1 and 0 <= after['ci low'] <= after['accuracy'] <= after['ci high'] <= 1
     with pytest.raises(DataError): genrm_control(cfg, 'west_of_n', train, heldout, 'Judge.', epochs=1)
+    # the cue control: the same pairs with each rejected answer a refusal, its own set, judge name and adapter folder
+    before, after = genrm_control(cfg, 'dpf', train, heldout, 'Judge.', 1, 1e-3, 2, refusals=True)
+    assert (before['set'], after['set']) == ('held-out dpf, rejected a refusal',) * 2 and after['n'] == 3
+    assert after['judge'] == 'GenRM, dpf, rejected a refusal' and after['train pairs'] == 4
+    assert (tmp_path/'judge_controls'/'dpf_refusals').is_dir() and (tmp_path/'judge_controls'/'dpf').is_dir()

@@ -61,6 +61,9 @@ def check_smoke_run(tmp_path):
     assert len(rows) == 14 and all(r['n'] == g[f"{r['set']} pairs"] for r in rows.values())
     assert rows[('zero-shot judge', 'labelled')]['position bias'] > 0.5  # the 135M judge picks by position
     assert all(rows[(j, 'labelled')]['parse failures'] is not None for j in ('CoT-GenRM', 'STaR-SFT', 'STaR-DPO'))
+    control = {(r['judge'], r['set']): r for r in g['control']}  # both controls on the same held-out DPF pairs
+    assert {('GenRM, dpf alone', 'held-out dpf'), ('GenRM, dpf, rejected a refusal', 'held-out dpf, rejected a refusal')
+            } <= set(control) and len({r['n'] for r in control.values()}) == 1
     # chapter 06: DPO on the real model trained with the recipe's global batch, starting from log 2
     d = rec['metrics']['dpo_stats']
     assert d['batch']['global'] == 8 and d['steps'] == -(-d['train_pairs'] // 8) * d['epochs']
