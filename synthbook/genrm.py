@@ -19,13 +19,13 @@ from .reward import accuracy_row, credit
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'REFUSAL', 'CUE_EPOCHS', 'CUE_LEARNING_RATE',
-           'CUE_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_PAIRS', 'FORMAT_EPOCHS',
-           'FORMAT_LEARNING_RATE', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
-           'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
-           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge', 'fresh_judge_from',
-           'train_judge_sft', 'with_refusals', 'genrm_control', 'split_chain', 'CoTJudge', 'format_rows',
-           'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary',
-           'train_judge_dpo', 'save_judge', 'load_judge']
+           'CUE_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_PAIRS', 'FORMAT_CHAINS',
+           'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE', 'oriented', 'both_orders', 'one_order_each',
+           'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile',
+           'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge',
+           'fresh_judge_from', 'train_judge_sft', 'with_refusals', 'genrm_control', 'split_chain', 'CoTJudge',
+           'format_rows', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows',
+           'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -316,8 +316,8 @@ class CoTJudge(Judge):
         return [(verdict_of(p), p) for p in (np.mean([c['verdict'] == 'A' for c in cs]) for cs in chains)]
 
 # %% ../nbs/05_generative_reward_models.ipynb #77f9c2e6
-FORMAT_SENTENCE_TOKENS = 24  # the longest first sentence kept as an example of the answer's shape
-FORMAT_PAIRS, FORMAT_EPOCHS, FORMAT_LEARNING_RATE = 64, 3, 5e-4  # from a pilot on training pairs
+FORMAT_SENTENCE_TOKENS = 16  # the longest first sentence kept as an example of the answer's shape
+FORMAT_PAIRS, FORMAT_CHAINS, FORMAT_EPOCHS, FORMAT_LEARNING_RATE = 64, 4, 3, 5e-4  # from a pilot on training pairs
 
 def format_rows(items:list[tuple], chains:list[list[dict]], system:str, tokenizer,
                 max_tokens:int=FORMAT_SENTENCE_TOKENS) -> list[dict]:
@@ -367,13 +367,13 @@ def star_sft_rows(records:list[dict], system:str) -> list[dict]:
 
 # %% ../nbs/05_generative_reward_models.ipynb #1cf88d2e
 def star_dpo_rows(records:list[dict], system:str) -> list[dict]:
-    "STaR-DPO rows: a sampled chain with the right verdict against a sampled chain with the wrong one, same comparison."
+    ("STaR-DPO rows: sampled chains with the right verdict against sampled chains with the wrong one, same comparison, "
+     "paired one to one so that no chain is used twice.")
     other = {'A': 'B', 'B': 'A'}
     return [{'prompt': judge_conversation(*r['item'][:3], system),
-             'chosen': [{'role': 'assistant', 'content': chain_text(r['right'][0]['rationale'], r['item'][3])}],
-             'rejected': [{'role': 'assistant',
-                           'content': chain_text(r['wrong'][0]['rationale'], other[r['item'][3]])}]}
-            for r in records if r['right'] and r['wrong']]
+             'chosen': [{'role': 'assistant', 'content': chain_text(right['rationale'], r['item'][3])}],
+             'rejected': [{'role': 'assistant', 'content': chain_text(wrong['rationale'], other[r['item'][3]])}]}
+            for r in records for right, wrong in zip(r['right'], r['wrong'])]
 
 # %% ../nbs/05_generative_reward_models.ipynb #d5d682f7
 def star_summary(records:list[dict]) -> dict:
@@ -382,7 +382,7 @@ def star_summary(records:list[dict]) -> dict:
     rationalized = sum(r['rationalized'] is not None for r in records)
     return {'comparisons': len(records), 'solved by sampling': solved, 'rationalized': rationalized,
             'unsolved': len(records) - solved - rationalized,
-            'dpo pairs': sum(bool(r['right'] and r['wrong']) for r in records)}
+            'dpo pairs': sum(min(len(r['right']), len(r['wrong'])) for r in records)}
 
 # %% ../nbs/05_generative_reward_models.ipynb #02fd9f42
 def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0, epochs:int=1, learning_rate:float=2e-4,

@@ -68,6 +68,10 @@ def test_star_sorts_chains_rationalizes_and_builds_rows():
     [dpo] = star_dpo_rows(recs, 'sys')
     assert (dpo['chosen'][0]['content'], dpo['rejected'][0]['content']) == ('r00\nVerdict: [[A]]', 'r01\nVerdict: [[B]]')
     assert star_records(FakeCoT([['B', 'B']], [['A', 'A']]), items[:1], rationalize=False)[0]['rationalized'] is None
+    split = star_records(FakeCoT([['A', 'B', 'B', 'A']], []), items[:1])  # two right, two wrong: paired one to one
+    assert star_summary(split)['dpo pairs'] == 2
+    assert [(d['chosen'][0]['content'], d['rejected'][0]['content']) for d in star_dpo_rows(split, 'sys')] == [
+        ('r00\nVerdict: [[A]]', 'r01\nVerdict: [[B]]'), ('r03\nVerdict: [[A]]', 'r02\nVerdict: [[B]]')]
 
 def test_genrm_training_moves_the_indicator_read_out(tmp_path):
     m, tok = fresh_judge(TINY_MODEL, dtype='float32', device='cpu', seed=0)
