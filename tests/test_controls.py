@@ -73,21 +73,21 @@ def test_genrm_control_learns_a_cue_it_can_read(metrics):
 def comparison_rows(metrics, judge:str) -> list[dict]:
     return [r for r in metrics['genrm_stats']['comparison'] if r['judge'] == judge]
 
-@pytest.mark.xfail(reason='parse failures 0.292 in a smoke run; 0.344 / 0.188 and 0.219 / 0.250 in two executions at '
-                   'the defaults: near, not under, 0.20', strict=False)
+@pytest.mark.xfail(reason='met at the defaults (0.094 / 0.156, 32 chains per set); 0.208 / 0.125 in a smoke run, one '
+                   'chain of 24 over 0.20', strict=False)
 def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
     for row in comparison_rows(metrics, 'CoT-GenRM'):  # both sets: a parseable verdict in at least 80 % of chains
         assert row['parse failures'] <= 0.20, row
 
-@pytest.mark.xfail(reason='STaR-SFT 0.208 in a smoke run; at the defaults 0.281 for both in one execution, STaR-SFT '
-                   '0.062 / 0.125 and STaR-DPO 0.375 / 0.219 in another', strict=False)
+@pytest.mark.xfail(reason='in a smoke run STaR-SFT 0.292 / 0.125 and STaR-DPO 0.208 / 0.250; at the defaults STaR-SFT '
+                   '0.031 / 0.031 and STaR-DPO 0.219 / 0.156', strict=False)
 @pytest.mark.parametrize('judge', ['STaR-SFT', 'STaR-DPO'])
 def test_star_judges_write_their_verdict(metrics, judge):
     for row in comparison_rows(metrics, judge):
         assert row['parse failures'] <= 0.20, row
 
-# the smoke recipe trains the judges on 16 pairs (32 comparisons); the notebooks' default, all training pairs in both
-# orders, gave 76 and 47 pairs in two executions (93 and 89 training pairs, on two CPUs)
+# the smoke recipe trains the judges on 16 pairs (32 comparisons), which gave 18 pairs; the notebooks' default, all 89
+# training pairs in both orders with right and wrong chains paired one to one, gave 92
 @pytest.mark.xfail(reason='the smoke recipe samples STaR on 16 training pairs', strict=False)
 def test_star_dpo_trains_on_50_pairs(metrics):
     star_dpo = [r for r in metrics['genrm_stats']['star_rounds'] if r['judge'] == 'STaR-DPO']
