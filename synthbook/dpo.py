@@ -218,9 +218,11 @@ def train_policy(cfg:Config, progress:bool=False) -> dict:
 def _answer(text:str) -> list[dict]: return [{'role': 'assistant', 'content': text}]
 
 def minimal_pairs(pairs:list[dict],  # chapter 03's pairs of one split; only the DPF ones are used
+                  mirrors:int=1,  # copies of each pair without the instruction
                  ) -> list[dict]:
-    ("Two pairs per DPF pair that differ only in the avoided entity: with the instruction, the original with every "
-     "mention replaced by the preferred entity beats the original; without it, the original beats the replacement.")
+    ("Pairs per DPF pair that differ only in the avoided entity: with the instruction, the original with every "
+     "mention replaced by the preferred entity beats the original; without it (`mirrors` copies), the original beats "
+     "the replacement.")
     from synthbook.feedback import mentions_avoided, substitute
     out = []
     for p in pairs:
@@ -230,20 +232,21 @@ def minimal_pairs(pairs:list[dict],  # chapter 03's pairs of one split; only the
         if mentions_avoided(replaced, p['meta']) or replaced == original: continue  # the matcher found nothing to swap
         plain = [m for m in p['prompt'] if m['role'] != 'system']
         out += [p | {'chosen': _answer(replaced), 'rejected': _answer(original),
-                     'meta': p['meta'] | {'minimal': 'instructed'}},
-                p | {'prompt': plain, 'chosen': _answer(original), 'rejected': _answer(replaced),
-                     'meta': p['meta'] | {'minimal': 'no instruction'}}]
+                     'meta': p['meta'] | {'minimal': 'instructed'}}]
+        out += [p | {'prompt': plain, 'chosen': _answer(original), 'rejected': _answer(replaced),
+                     'meta': p['meta'] | {'minimal': 'no instruction'}}] * mirrors
     return out
 
 # %% ../nbs/06_dpo.ipynb #8fae20e4
 def train_control(cfg:Config, progress:bool=False) -> dict:
-    ("The positive control: `train_policy` on the run's DPF minimal pairs with the control's epochs, learning rate "
-     "and SFT weight, in `<run>/control/`; returns its figures.")
+    ("The positive control: `train_policy` on the run's DPF minimal pairs with the control's epochs, learning rate, "
+     "SFT weight and mirrors (on training pairs only), in `<run>/control/`; returns its figures.")
     from dataclasses import replace
     from synthbook.data import read_jsonl, write_jsonl
     folder = cfg.out/'control'
     for split in ('train', 'heldout'):
-        pairs = minimal_pairs(read_jsonl(cfg.out/f'pairs_{split}.jsonl'))
+        mirrors = cfg.dpo_control_mirrors if split == 'train' else 1  # held-out pairs are counted once each
+        pairs = minimal_pairs(read_jsonl(cfg.out/f'pairs_{split}.jsonl'), mirrors)
         if not pairs and split == 'train':
             raise DataError(f"{cfg.out/'pairs_train.jsonl'}: no DPF pair to make minimal pairs of, for the control")
         if pairs: write_jsonl(pairs, folder/f'pairs_{split}.jsonl', overwrite=True)

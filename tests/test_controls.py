@@ -33,10 +33,11 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
     untold = control_row(metrics, 'unseen entities, no instruction')  # avoidance on request, not a forgotten entity
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
 
-# seen entities: at smoke size the control avoids them untold too (0.567 -> 0.367 and -> 0.400 in two runs, n=30): it
-# has learnt to drop the entity rather than to follow the instruction; at the notebooks' defaults it holds (0.462 ->
-# 0.365, n=52)
-@pytest.mark.xfail(reason='at smoke size the control drops trained entities even when not told to', strict=False)
+# seen entities: the control drops them untold too, with one mirror per pair (0.567 -> 0.367, n=30, smoke; 0.442 ->
+# 0.288, n=52, defaults) and with two (0.567 -> 0.333 smoke; 0.442 -> 0.288 defaults), where a training pair names the
+# entity and where none does alike (chapter 07); the unseen entities' untold rate holds
+@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.567 -> 0.333 (smoke), 0.442 -> 0.288 '
+                          '(defaults)', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold

@@ -3,9 +3,9 @@ import math
 import pytest, torch
 from synthbook.core import TINY_MODEL, Config, ModelError, batch_plan
 from synthbook.data import DataError
-from synthbook.dpo import (PeakMemory, dpo_args, dpo_loss, dpo_pairs, dpo_trainer, load_policy, policy_model,
-                           save_policy, trainer_global_batch, training_curve)
-from synthbook.feedback import make_pair
+from synthbook.dpo import (PeakMemory, dpo_args, dpo_loss, dpo_pairs, dpo_trainer, load_policy, minimal_pairs,
+                           policy_model, save_policy, trainer_global_batch, training_curve)
+from synthbook.feedback import make_pair, principle_of
 
 PAIRS = [make_pair({'prompt': f'Name a colour, {i}.'}, 'Blue is a calm colour.', 'I do not know.', 'almost', split='train')
          for i in range(4)]
@@ -38,6 +38,19 @@ def test_dpo_pairs_filters_counts_and_fails_by_name():
     assert len(dpo_pairs(mixed, ['almost'], tok, n=50)[0]) == 4  # at most what there is
     with pytest.raises(DataError, match="unknown pair method 'sft'"): dpo_pairs(mixed, ['sft'], tok)
     with pytest.raises(DataError, match='x.jsonl: every pair is longer than max_length=5'): dpo_pairs(mixed, ['almost'], tok, 5, where='x.jsonl')
+
+def test_minimal_pairs_swap_only_the_name_and_repeat_the_mirror():
+    row = {'prompt': 'Which phone?', 'avoid': 'Apple', 'prefer': 'Fairphone'}
+    dpf = make_pair(row, 'Any phone works.', 'Apple makes the iPhone; Apple is big.', 'dpf', system=principle_of(row),
+                    avoid='Apple', prefer='Fairphone')
+    clean = make_pair(row, 'Any phone works.', 'A phone.', 'dpf', system=principle_of(row), avoid='Apple',
+                      prefer='Fairphone')
+    told, *untold = minimal_pairs([dpf, clean, PAIRS[0]], mirrors=3)  # nothing to swap in `clean`; not DPF: PAIRS[0]
+    assert told['chosen'][0]['content'] == 'Fairphone makes the iPhone; Fairphone is big.'
+    assert [p['meta']['minimal'] for p in untold] == ['no instruction'] * 3
+    assert all(p['prompt'] == [m for m in dpf['prompt'] if m['role'] == 'user'] for p in untold)
+    assert all((p['chosen'], p['rejected']) == (told['rejected'], told['chosen']) for p in untold)
+    assert len(minimal_pairs([dpf])) == 2
 
 def test_lora_dpo_moves_the_margin_and_reloads(tmp_path):
     cfg = tiny(dpo_learning_rate=5e-3, dpo_epochs=4, global_batch_size=4, device_batch_size=2, dpo_beta=0.5)

@@ -83,7 +83,8 @@ def check_smoke_run(tmp_path):
     # chapters 06-07's positive control: DPO on DPF minimal pairs, measured on every Pink Elephant set, with and without
     # the instruction, against the same base as the main policy
     c = d['control']
-    assert (c['train_pairs'] + c['too_long']) % 2 == 0 and c['steps'] == -(-c['train_pairs'] // 8) * c['epochs']
+    assert (c['train_pairs'] + c['too_long']) % (1 + c['mirrors']) == 0  # each told pair and its untold mirrors
+    assert c['steps'] == -(-c['train_pairs'] // 8) * c['epochs']
     held['validation'] = len(read_jsonl(tmp_path/'pink_elephants_validation.jsonl', kind='prompts'))
     ctrl = {r['set']: r for r in e['control']}
     assert {(s, r['n']) for s, r in ctrl.items()} == {(f'Pink Elephant, {k} entities, {i}', n) for k, n in held.items()
