@@ -702,11 +702,15 @@ def write_stats(results:dict, path:Path, **timings) -> dict:
 ADAPTER_RECORD = 'synthbook_adapter.json'  # beside every saved adapter: its kind, base model and how it was trained
 ADAPTER_KINDS = {'reward': 'reward model', 'judge': 'judge', 'policy': 'policy'}  # each kind, as an error names it
 
+def _known_kind(kind:str) -> str:
+    if kind not in ADAPTER_KINDS:
+        raise ValueError(f"adapter kind must be one of {', '.join(ADAPTER_KINDS)}, got {kind!r}")
+    return kind
+
 def save_adapter(model, tokenizer, path:Path, kind:str, **meta) -> Path:
     ("Save `model`'s adapter and `tokenizer` to `path`, recording its `kind` and `meta` in `ADAPTER_RECORD`; "
      "`target_modules` sorted, so that one seed writes the same bytes in every process.")
-    if kind not in ADAPTER_KINDS:
-        raise ValueError(f"adapter kind must be one of {', '.join(ADAPTER_KINDS)}, got {kind!r}")
+    _known_kind(kind)
     path = Path(path)
     model.save_pretrained(path, selected_adapters=['default'])
     tokenizer.save_pretrained(path)
@@ -722,8 +726,7 @@ def load_adapter(path:Path, kind:str, dtype:str='auto', device:str='auto', load_
     ("The adapter that `save_adapter` wrote to `path`, checked to be of `kind`, on the base model its record names; "
      "returns (model, tokenizer, record).")
     from peft import PeftModel
-    if kind not in ADAPTER_KINDS:
-        raise ValueError(f"adapter kind must be one of {', '.join(ADAPTER_KINDS)}, got {kind!r}")
+    _known_kind(kind)
     path = Path(path)
     record_path = path/ADAPTER_RECORD
     if not record_path.exists():

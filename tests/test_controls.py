@@ -35,9 +35,10 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 
 # seen entities: the control drops them untold too, with one mirror per pair (0.567 -> 0.367, n=30, smoke; 0.442 ->
 # 0.288, n=52, defaults) and with two (0.567 -> 0.333 smoke; 0.442 -> 0.288 defaults), where a training pair names the
-# entity and where none does alike (chapter 07); the unseen entities' untold rate holds
-@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.567 -> 0.333 (smoke), 0.442 -> 0.288 '
-                          '(defaults)', strict=False)
+# entity and where none does alike (chapter 07); the unseen entities' untold rate holds. Retrained with seeds 1 and 2 on
+# a smoke run's pairs: 0.567 -> 0.433 and -> 0.300 (n=30), so the fall is no one seed's accident
+@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.567 -> 0.333 (smoke; 0.433 and 0.300 with '
+                          'seeds 1 and 2), 0.442 -> 0.288 (defaults)', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -46,7 +47,9 @@ def bt_control(metrics, method:str) -> dict:
     return next(c for c in metrics['reward_stats']['controls'] if c['method'] == method)
 
 # one pass over 31 DPF pairs at smoke size: 0.618 and 0.406 in two runs (n=34, 32); six passes (CONTROL_EPOCHS) over 33:
-# 0.762 [0.615, 0.865] (n=42); at the notebooks' defaults, six passes over 59 pairs: 0.970 [0.898, 0.992] (n=67)
+# 0.762 [0.615, 0.865] (n=42); at the notebooks' defaults, six passes over 59 pairs: 0.970 [0.898, 0.992] (n=67). A
+# 3-fold pilot on the 33 smoke training pairs found nothing better than six passes at 5e-4 (0.909): 12 passes 0.909, lr
+# 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33); chapter 04 has the figures
 @pytest.mark.xfail(reason='met at the notebooks default size (0.970), short of 0.90 at smoke size (0.762)',
                    strict=False)
 def test_reward_model_control_on_dpf_pairs(metrics):
