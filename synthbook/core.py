@@ -702,10 +702,9 @@ def write_stats(results:dict, path:Path, **timings) -> dict:
 ADAPTER_RECORD = 'synthbook_adapter.json'  # beside every saved adapter: its kind, base model and how it was trained
 ADAPTER_KINDS = {'reward': 'reward model', 'judge': 'judge', 'policy': 'policy'}  # each kind, as an error names it
 
-def _known_kind(kind:str) -> str:
+def _known_kind(kind:str):
     if kind not in ADAPTER_KINDS:
         raise ValueError(f"adapter kind must be one of {', '.join(ADAPTER_KINDS)}, got {kind!r}")
-    return kind
 
 def save_adapter(model, tokenizer, path:Path, kind:str, **meta) -> Path:
     ("Save `model`'s adapter and `tokenizer` to `path`, recording its `kind` and `meta` in `ADAPTER_RECORD`; "
