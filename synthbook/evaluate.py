@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from .core import plain_copy
 from .data import DataError, text_of
-from .feedback import Judge, judge_both_orders, mentions_avoided, principle_of, word_count
+from .feedback import Judge, judge_both_orders, mentions, mentions_avoided, principle_of, word_count
 from .generate import LoopBackend, as_messages
 from .reward import accuracy_row, credit, wilson_interval
 
@@ -84,19 +84,22 @@ def mcnemar_exact(only_before:int, only_after:int) -> float:
     return sign_test(only_before, only_after)
 
 # %% ../nbs/07_evaluate.ipynb #21163031
-def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid_aliases`)
+def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid_aliases`, `prefer`)
                 before:list[str], after:list[str], **extra) -> dict:
     ("Mention rate of the avoided entity before and after (Wilson interval on after), its relative change, the "
-     "discordant counts and the exact McNemar p-value.")
+     "discordant counts, how many of the responses that stopped name the preferred entity instead, and the exact "
+     "McNemar p-value.")
     if not rows: raise DataError("no Pink Elephant rows to measure")
     b = [mentions_avoided(x, r) > 0 for x, r in zip(before, rows, strict=True)]
     a = [mentions_avoided(x, r) > 0 for x, r in zip(after, rows, strict=True)]
     only_b, only_a = sum(x and not y for x, y in zip(b, a)), sum(y and not x for x, y in zip(b, a))
+    swapped = sum(x and not y and bool(r.get('prefer')) and mentions(text, r['prefer']) > 0
+                  for x, y, r, text in zip(b, a, rows, after))
     lo, hi = wilson_interval(sum(a), len(a))
     return extra | {'n': len(rows), 'before': round(float(np.mean(b)), 3), 'after': round(float(np.mean(a)), 3),
                     'after ci low': round(lo, 3), 'after ci high': round(hi, 3),
                     'relative change': round((np.mean(a) - np.mean(b)) / np.mean(b), 3) if any(b) else None,
-                    'stopped mentioning': only_b, 'started mentioning': only_a,
+                    'stopped mentioning': only_b, 'named the alternative': swapped, 'started mentioning': only_a,
                     'p (McNemar)': p_value(mcnemar_exact(only_b, only_a))}
 
 # %% ../nbs/07_evaluate.ipynb #95142c20

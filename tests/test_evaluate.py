@@ -36,6 +36,11 @@ def test_mention_and_length_rows():
     rows = [{'avoid': 'Coca-Cola', 'avoid_aliases': ['Coke']}] * 3
     m = mention_row(rows, ['I like Coke.', 'Cokes are sweet', 'Water.'], ['Pepsi.', 'Coca-Cola!', 'Water.'])
     assert (m['before'], m['after'], m['stopped mentioning'], m['started mentioning']) == (0.667, 0.333, 1, 0)
+    assert m['named the alternative'] == 0  # the rows name no alternative
+    pepsi = [r | {'prefer': 'Pepsi'} for r in rows]
+    swaps = mention_row(pepsi * 2, ['Coke', 'Coke', 'Coke', 'Coke', 'Pepsi', 'Water'],
+                        ['Pepsi!', 'Water', 'Coke', 'Coca-Cola and Pepsi', 'Water', 'Pepsi'])
+    assert (swaps['stopped mentioning'], swaps['named the alternative'], swaps['started mentioning']) == (2, 1, 0)
     with pytest.raises(ValueError): mention_row(rows, ['a'], ['b', 'c', 'd'])
     ln = length_row(['one two', 'three'], ['one two three four', ''])
     assert (ln['words before'], ln['words after'], ln['longer after'], ln['empty after']) == (1.5, 2.0, 0.5, 1)

@@ -91,6 +91,10 @@ def check_smoke_run(tmp_path):
                                                       for i in ('instructed', 'no instruction')}
     main = {m['set']: m['before'] for m in e['mention_rates']}
     assert all(ctrl[s]['before'] == b for s, b in main.items())  # the same base responses
+    # its answers are saved, one row per prompt and condition, and what stopped naming the entity is counted from them
+    answers = read_jsonl(tmp_path/'control_responses.jsonl', kind=None)
+    assert len(answers) == sum(r['n'] for r in ctrl.values())
+    assert all(0 <= r['named the alternative'] <= r['stopped mentioning'] for r in ctrl.values())
     report = (tmp_path/'report.md').read_text()
     assert '07 positive control (DPO on minimal pairs), mention rate, Pink Elephant, validation entities' in report
     assert '_Not run' not in report and '04 positive control, dpf alone' in report and '→' in report
