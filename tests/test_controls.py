@@ -36,7 +36,9 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # seen entities: the control drops them untold too, with one mirror per pair (0.567 -> 0.367, n=30, smoke; 0.442 ->
 # 0.288, n=52, defaults) and with two (0.567 -> 0.333 smoke; 0.442 -> 0.288 defaults), where a training pair names the
 # entity and where none does alike (chapter 07); the unseen entities' untold rate holds. Retrained with seeds 1 and 2 on
-# a smoke run's pairs: 0.567 -> 0.433 and -> 0.300 (n=30), so the fall is no one seed's accident
+# a smoke run's pairs: 0.567 -> 0.433 and -> 0.300 (n=30), so the fall is no one seed's accident. Nor is it the told
+# swap leaking: told, nearly every answer that stops names the preferred entity instead (26 of 27 seen at the defaults,
+# 13 of 16 in smoke); untold, 1 of 11 and 0 of 7 do (chapter 07's 'named the alternative')
 @pytest.mark.xfail(reason='the control drops seen entities untold too: 0.567 -> 0.333 (smoke; 0.433 and 0.300 with '
                           'seeds 1 and 2), 0.442 -> 0.288 (defaults)', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
