@@ -91,7 +91,7 @@ def check_smoke_run(tmp_path):
                                                       for i in ('instructed', 'no instruction')}
     main = {m['set']: m['before'] for m in e['mention_rates']}
     assert all(ctrl[s]['before'] == b for s, b in main.items())  # the same base responses
-    # its answers are saved, one row per prompt and condition, and what stopped naming the entity is counted from them
+    # its answers are saved, one row per prompt and condition; a swap to the preferred entity is one kind of stop
     answers = read_jsonl(tmp_path/'control_responses.jsonl', kind=None)
     assert len(answers) == sum(r['n'] for r in ctrl.values())
     assert all(0 <= r['named the alternative'] <= r['stopped mentioning'] for r in ctrl.values())
