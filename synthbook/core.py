@@ -85,6 +85,7 @@ class Config:
     judge_tie_margin: float = 0.02  # an order-averaged P(A better) this close to 0.5 is a tie
     won_keep_fraction: float = 0.5  # share of West-of-N pairs kept, widest score gap first
     revision_samples: int = 3  # LLM revisions tried per DPF response before the rule-based fallback
+    dpf_original_samples: int = 0  # samples drawn where the greedy answer misses the avoided entity, 0 means none
     # synthetic-pair methods the reward model trains on
     rm_methods: list[str] = field(  # pair methods the reward model and the judges train on
         default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
@@ -209,7 +210,8 @@ RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 
           'max_new_tokens': '[1, inf)', 'temperature': '[0, inf)', 'top_p': '(0, 1]', 'n_samples': '[1, inf)',
           'contrast_demos': '[0, inf)', 'weak_temperature': '[0, inf)',
           'filter_length_ratio': '(0, inf)', 'near_dup_threshold': '(0, 1]', 'judge_tie_margin': '[0, 0.5)',
-          'won_keep_fraction': '(0, 1]', 'revision_samples': '[0, inf)', 'rm_epochs': '[1, inf)',
+          'won_keep_fraction': '(0, 1]', 'revision_samples': '[0, inf)', 'dpf_original_samples': '[0, inf)',
+          'rm_epochs': '[1, inf)',
           'rm_learning_rate': '(0, inf)', 'rm_batch_size': '[1, inf)', 'max_length': '[16, inf)',
           'n_eval_pairs': '[0, inf)', 'judge_train_pairs': '[0, inf)', 'judge_eval_pairs': '[0, inf)',
           'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)', 'judge_batch_size': '[1, inf)',

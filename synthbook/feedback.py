@@ -22,8 +22,8 @@ __all__ = ['STRONG_SYSTEM', 'DEMOS', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'VERDICT_
            'word_count', 'contrast_filter', 'contrast_pairs', 'parse_verdict', 'verdict_of',
            'next_token_probs', 'Judge', 'PromptedJudge', 'judge_both_orders', 'rlaif_pairs', 'Scorer',
            'RatingScorer', 'west_of_n_pairs', 'mention_pattern', 'mentions', 'mentions_avoided',
-           'principle_of', 'mention_rate', 'critique', 'revision_request', 'revision_messages', 'substitute',
-           'dpf_pairs', 'qa_row', 'dataset_card', 'write_pairs']
+           'principle_of', 'mention_rate', 'mentioning_originals', 'critique', 'revision_request',
+           'revision_messages', 'substitute', 'dpf_pairs', 'qa_row', 'dataset_card', 'write_pairs']
 
 # %% ../nbs/03_synthetic_feedback.ipynb #345cc4bb
 def make_pair(prompt,  # a prompt row, text or chat messages
@@ -405,6 +405,23 @@ def mention_rate(responses:list[str], rows:list[dict]) -> float:
     if not responses: raise ValueError("no responses to measure")
     return sum(mentions_avoided(r, row) > 0 for r, row in zip(responses, rows)) / len(responses)
 
+# %% ../nbs/03_synthetic_feedback.ipynb #950a6066
+def mentioning_originals(rows:list[dict],  # Pink Elephant rows
+                         originals:list[str],  # greedy responses without the instruction
+                         gen:Backend,  # draws the extra samples
+                         samples:int=0,  # responses drawn for each row whose original misses the entity, 0 for none
+                         max_new_tokens:int=64, temperature:float=0.7, top_p:float=0.95, seed:int=0,
+                        ) -> tuple[list[str], list[str]]:  # (originals, 'greedy' or 'sampled' for each)
+    "The originals, each that misses its avoided entity replaced by the first of `samples` samples that mentions it."
+    misses = [i for i, (o, r) in enumerate(zip(originals, rows)) if not mentions_avoided(o, r)]
+    drawn = gen.generate([rows[i] for i in misses], n=samples, max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p, seed=seed) if misses and samples else []
+    out, origin = list(originals), ['greedy'] * len(originals)
+    for i, responses in zip(misses, drawn):
+        hit = next((s for s in responses if mentions_avoided(s, rows[i])), None)
+        if hit is not None: out[i], origin[i] = hit, 'sampled'
+    return out, origin
+
 # %% ../nbs/03_synthetic_feedback.ipynb #957ab29c
 REVISION_EXAMPLE = (
     {'avoid': 'Nike', 'prefer': 'Adidas'},
@@ -447,6 +464,7 @@ def dpf_pairs(rows:list[dict],  # Pink Elephant rows, with a `split` field
               samples:int=3,  # revisions tried per response
               max_new_tokens:int=64, temperature:float=0.7, top_p:float=0.95, seed:int=0,
               model:str='',  # model spec, for provenance
+              original_from:list[str]|None=None,  # 'greedy' or 'sampled' for each original, None means all greedy
              ) -> tuple[list[dict], list[dict]]:  # (pairs, every row with its fate)
     "DPF pairs: (instruction + prompt, revision, original) for each original that mentions the avoided entity."
     crit = [critique(o, r) for o, r in zip(originals, rows)]
@@ -455,18 +473,21 @@ def dpf_pairs(rows:list[dict],  # Pink Elephant rows, with a `split` field
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         seed=seed) if todo and samples else []
     revs = dict(zip(todo, revs))
+    origin = original_from or ['greedy'] * len(rows)
     pairs, log = [], []
     for i, (r, o) in enumerate(zip(rows, originals)):
         if not crit[i]:
-            log.append(dict(prompt=r['prompt'], split=r.get('split'), revision='not needed'))
+            log.append(dict(prompt=r['prompt'], split=r.get('split'), original_from=origin[i], revision='not needed'))
             continue
         clean = [v for v in revs.get(i, []) if v.strip() and not mentions_avoided(v, r) and v.strip() != o.strip()]
         on_topic = [v for v in clean if mentions(v, r['prefer'])]
         chosen, kind = ((on_topic or clean)[0], 'llm') if clean else (substitute(o, r), 'rule')
-        log.append(dict(prompt=r['prompt'], split=r.get('split'), revision=kind, original=o, chosen=chosen))
+        log.append(dict(prompt=r['prompt'], split=r.get('split'), original_from=origin[i], revision=kind, original=o,
+                        chosen=chosen))
         pairs.append(make_pair(r, chosen, o, 'dpf', system=principle_of(r), split=r.get('split'), topic=r.get('topic'),
                                avoid=r['avoid'], avoid_aliases=r.get('avoid_aliases', []), prefer=r['prefer'],
-                               critique=crit[i], revision=kind, revisions_tried=len(revs.get(i, [])), model=model))
+                               critique=crit[i], original_from=origin[i], revision=kind,
+                               revisions_tried=len(revs.get(i, [])), model=model))
     return pairs, log
 
 # %% ../nbs/03_synthetic_feedback.ipynb #ff98c795

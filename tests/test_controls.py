@@ -38,9 +38,11 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # entity and where none does alike (chapter 07); the unseen entities' untold rate holds. Retrained with seeds 1 and 2 on
 # a smoke run's pairs: 0.567 -> 0.433 and -> 0.300 (n=30), so the fall is no one seed's accident. Nor is it the told
 # swap leaking: told, nearly every answer that stops names the preferred entity instead (26 of 27 seen at the defaults,
-# 13 of 16 in smoke); untold, 1 of 11 and 0 of 7 do (chapter 07's 'named the alternative')
-@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.567 -> 0.333 (smoke; 0.433 and 0.300 with '
-                          'seeds 1 and 2), 0.442 -> 0.288 (defaults)', strict=False)
+# 13 of 16 in smoke); untold, 1 of 11 and 0 of 7 do (chapter 07's 'named the alternative'). Those smoke figures are from
+# greedy originals alone (33 DPF training pairs); with the recipe's sampled originals (52 pairs) the fall is 0.567 ->
+# 0.467 (6 stopped, 3 started), exactly 0.10, so this passes at smoke size on the limit and fails at the defaults
+@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults); in smoke 0.567 -> '
+                          '0.467 with sampled DPF originals, on the limit, 0.333 without', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -51,9 +53,8 @@ def bt_control(metrics, method:str) -> dict:
 # one pass over 31 DPF pairs at smoke size: 0.618 and 0.406 in two runs (n=34, 32); six passes (CONTROL_EPOCHS) over 33:
 # 0.762 [0.615, 0.865] (n=42); at the notebooks' defaults, six passes over 59 pairs: 0.970 [0.898, 0.992] (n=67). A
 # 3-fold pilot on the 33 smoke training pairs found nothing better than six passes at 5e-4 (0.909): 12 passes 0.909, lr
-# 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33); chapter 04 has the figures
-@pytest.mark.xfail(reason='met at the notebooks default size (0.970), short of 0.90 at smoke size (0.762)',
-                   strict=False)
+# 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33). With the smoke recipe's sampled originals
+# (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54); chapter 04 has the figures
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
@@ -79,14 +80,14 @@ def test_genrm_control_learns_a_cue_it_can_read(metrics):
 def comparison_rows(metrics, judge:str) -> list[dict]:
     return [r for r in metrics['genrm_stats']['comparison'] if r['judge'] == judge]
 
-@pytest.mark.xfail(reason='met at the defaults (0.094 / 0.156, 32 chains per set); 0.208 / 0.125 in a smoke run, one '
-                   'chain of 24 over 0.20', strict=False)
+@pytest.mark.xfail(reason='met at the defaults (0.094 / 0.156, 32 chains per set); in smoke runs of 12 chains per set '
+                   '0.208 / 0.125 (one chain of 24 over 0.20), 0.042 / 0.125 in another', strict=False)
 def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
     for row in comparison_rows(metrics, 'CoT-GenRM'):  # both sets: a parseable verdict in at least 80 % of chains
         assert row['parse failures'] <= 0.20, row
 
-@pytest.mark.xfail(reason='in a smoke run STaR-SFT 0.292 / 0.125 and STaR-DPO 0.208 / 0.250; at the defaults STaR-SFT '
-                   '0.031 / 0.031 and STaR-DPO 0.219 / 0.156', strict=False)
+@pytest.mark.xfail(reason='in smoke runs STaR-SFT 0.292 / 0.125 and 0.208 / 0.125, STaR-DPO 0.208 / 0.250 and 0.083 / '
+                   '0.167; at the defaults STaR-SFT 0.031 / 0.031 and STaR-DPO 0.219 / 0.156', strict=False)
 @pytest.mark.parametrize('judge', ['STaR-SFT', 'STaR-DPO'])
 def test_star_judges_write_their_verdict(metrics, judge):
     for row in comparison_rows(metrics, judge):

@@ -8,7 +8,7 @@ from synthbook.generate import Backend, TransformersBackend
 from synthbook.feedback import (
     PromptSetup, contrast_pairs, contrast_filter, near_duplicates, jaccard, Judge, PromptedJudge, judge_both_orders,
     rlaif_pairs, Scorer, RatingScorer, west_of_n_pairs, mentions, mentions_avoided, dpf_pairs, critique, substitute,
-    next_token_probs, qa_row, write_pairs, make_pair, response_of, parse_verdict, VERDICT_PREFIX)
+    mentioning_originals, next_token_probs, qa_row, write_pairs, make_pair, response_of, parse_verdict, VERDICT_PREFIX)
 
 class Scripted(Backend):
     "A backend that answers from a function of the conversation's last user turn."
@@ -151,6 +151,19 @@ def test_dpf_prefers_a_clean_on_topic_revision_then_falls_back_to_the_rule():
     assert all(mentions_avoided(response_of(p['chosen']), p['meta']) == 0 for p in pairs)
     assert pairs[0]['prompt'][0] == {'role': 'system', 'content': 'Do not mention Coca-Cola. If it is relevant, talk about Pepsi instead.'}
     assert len(gen.calls[0]) == 2  # only the two responses that broke the principle were sent for revision
+
+def test_mentioning_originals_resamples_only_misses_and_keeps_the_first_hit():
+    rows = [dict(PE, prompt='hit'), dict(PE, prompt='miss-then-hit'), dict(PE, prompt='always-miss')]
+    originals = ['Coke, surely.', 'Pepsi is nice.', 'Water.']
+    drawn = {'miss-then-hit': ['Juice.', 'Coca-Cola is the one.', 'Coke!'], 'always-miss': ['Tea.', 'Milk.', 'Soda.']}
+    gen = Scripted(lambda u, k: drawn[u][k])
+    out, origin = mentioning_originals(rows, originals, gen, samples=3)
+    assert out == ['Coke, surely.', 'Coca-Cola is the one.', 'Water.'] and origin == ['greedy', 'sampled', 'greedy']
+    assert [c[-1]['content'] for c in gen.calls[0]] == ['miss-then-hit', 'always-miss']  # the hit is not resampled
+    assert mentioning_originals(rows, originals, gen) == (originals, ['greedy'] * 3) and len(gen.calls) == 1
+    pairs, log = dpf_pairs(rows, out, Scripted(lambda u, k: 'Pepsi.'), samples=1, original_from=origin)
+    assert [p['meta']['original_from'] for p in pairs] == ['greedy', 'sampled']
+    assert [l['original_from'] for l in log] == origin
 
 def test_critique_and_substitute():
     assert critique('Pepsi only', PE) is None

@@ -38,6 +38,11 @@ def check_smoke_run(tmp_path):
     qa = rec['metrics']['feedback_stats']['qa']
     assert set(qa) == {'almost', 'rlaif', 'west_of_n', 'dpf'} and all(q['pairs out'] > 0 for q in qa.values())
     assert qa['dpf']['mention chosen'] == 0 and qa['dpf']['mention rejected'] == 1
+    # each DPF pair says which original it holds; a sampled one only where the recipe draws samples
+    dpf = [p for s in ('train', 'heldout') if (tmp_path/f'dpf_{s}.jsonl').exists()
+           for p in read_jsonl(tmp_path/f'dpf_{s}.jsonl', kind=None)]
+    origins = {p['meta']['original_from'] for p in dpf}
+    assert origins <= ({'greedy', 'sampled'} if rec['parameters']['dpf_original_samples'] else {'greedy'})
     assert all(0 <= q['truncated chosen'] <= 1 and 0 <= q['truncated rejected'] <= 1 for q in qa.values())
     rates = rec['metrics']['feedback_stats']['pink_elephant_mention_rate']
     # the Pink Elephant problem is there to fix: told not to, the model names the entity anyway (0.56 of all 336
