@@ -40,7 +40,9 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # swap leaking: told, nearly every answer that stops names the preferred entity instead (26 of 27 seen at the defaults,
 # 13 of 16 in smoke); untold, 1 of 11 and 0 of 7 do (chapter 07's 'named the alternative'). Those smoke figures are from
 # greedy originals alone (33 DPF training pairs); with the recipe's sampled originals (52 pairs) the fall is 0.567 ->
-# 0.467 (6 stopped, 3 started), exactly 0.10, so this passes at smoke size on the limit and fails at the defaults
+# 0.467 (6 stopped, 3 started), exactly 0.10, so this passes at smoke size on the limit and fails at the defaults.
+# At the defaults with dpf_original_samples=4 (96 pairs; chapters 03, 06, 07 re-run): 0.442 -> 0.404 (n=52, 9 stopped,
+# 7 started)
 @pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults); in smoke 0.567 -> '
                           '0.467 with sampled DPF originals, on the limit, 0.333 without', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
