@@ -86,6 +86,8 @@ class Config:
     won_keep_fraction: float = 0.5  # share of West-of-N pairs kept, widest score gap first
     revision_samples: int = 3  # LLM revisions tried per DPF response before the rule-based fallback
     dpf_original_samples: int = 0  # samples drawn where the greedy answer misses the avoided entity, 0 means none
+    # prompts after the n_prompts drawn whose held-out share gives chapter 04's ALMoST control more test pairs
+    almost_control_prompts: int = 160  # more prompts for the ALMoST control's held-out pairs, 0 means none
     # synthetic-pair methods the reward model trains on
     rm_methods: list[str] = field(  # pair methods the reward model and the judges train on
         default_factory=lambda: ['almost', 'rlaif', 'west_of_n', 'dpf'])
@@ -211,7 +213,7 @@ RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 
           'contrast_demos': '[0, inf)', 'weak_temperature': '[0, inf)',
           'filter_length_ratio': '(0, inf)', 'near_dup_threshold': '(0, 1]', 'judge_tie_margin': '[0, 0.5)',
           'won_keep_fraction': '(0, 1]', 'revision_samples': '[0, inf)', 'dpf_original_samples': '[0, inf)',
-          'rm_epochs': '[1, inf)',
+          'almost_control_prompts': '[0, inf)', 'rm_epochs': '[1, inf)',
           'rm_learning_rate': '(0, inf)', 'rm_batch_size': '[1, inf)', 'max_length': '[16, inf)',
           'n_eval_pairs': '[0, inf)', 'judge_train_pairs': '[0, inf)', 'judge_eval_pairs': '[0, inf)',
           'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)', 'judge_batch_size': '[1, inf)',
@@ -273,6 +275,9 @@ def _check_together(cfg):
     if cfg.heldout_fraction + cfg.validation_entities >= 1:
         raise RecipeError(f"heldout_fraction + validation_entities must be below 1, got "
                           f"{cfg.heldout_fraction} + {cfg.validation_entities}")
+    if cfg.almost_control_prompts and not cfg.n_prompts:
+        raise RecipeError("key 'almost_control_prompts' needs n_prompts above 0: n_prompts 0 draws every prompt and "
+                          "leaves none for the control; set almost_control_prompts: 0")
     for key in ('stages', 'rm_methods', 'dpo_methods'):
         if not getattr(cfg, key): raise RecipeError(f"key {key!r} must name at least one value")
     try: batch_plan(cfg.global_batch_size, cfg.device_batch_size, cfg.num_processes)

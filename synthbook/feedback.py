@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model_from, write_json
-from .data import check_pair, is_messages, text_of, write_jsonl
+from .data import DataError, check_pair, is_messages, load_prompts_from, split_rows, text_of, write_jsonl
 from .generate import (Backend, as_messages, common_prefix_length, forward_after_prefix, make_backend,
                                 prefix_cache)
 
@@ -19,9 +19,9 @@ from .generate import (Backend, as_messages, common_prefix_length, forward_after
 __all__ = ['STRONG_SYSTEM', 'DEMOS', 'JUDGE_SYSTEM', 'JUDGE_TEMPLATE', 'VERDICT_PREFIX', 'RATING_SYSTEM',
            'RATING_TEMPLATE', 'DPF_PRINCIPLE', 'REVISION_EXAMPLE', 'METHOD_NOTES', 'make_pair', 'response_of',
            'question_of', 'shingles', 'jaccard', 'near_duplicates', 'PromptSetup', 'contrast_setups',
-           'word_count', 'contrast_filter', 'contrast_pairs', 'parse_verdict', 'verdict_of',
-           'next_token_probs', 'Judge', 'PromptedJudge', 'judge_both_orders', 'rlaif_pairs', 'Scorer',
-           'RatingScorer', 'west_of_n_pairs', 'mention_pattern', 'mentions', 'mentions_avoided',
+           'word_count', 'contrast_filter', 'contrast_pairs', 'control_prompts', 'parse_verdict',
+           'verdict_of', 'next_token_probs', 'Judge', 'PromptedJudge', 'judge_both_orders', 'rlaif_pairs',
+           'Scorer', 'RatingScorer', 'west_of_n_pairs', 'mention_pattern', 'mentions', 'mentions_avoided',
            'principle_of', 'mention_rate', 'mentioning_originals', 'critique', 'revision_request',
            'revision_messages', 'substitute', 'dpf_pairs', 'qa_row', 'dataset_card', 'write_pairs']
 
@@ -164,6 +164,17 @@ def contrast_pairs(prompts:list[dict],  # prompt rows, with a `split` field
                                    chosen_setup=vars(strong) | {'model': strong_model},
                                    rejected_setup=vars(weak) | {'model': weak_model}))
     return pairs, log
+
+# %% ../nbs/03_synthetic_feedback.ipynb #e08cf25a
+def control_prompts(cfg:Config) -> list[dict]:
+    ("The held-out share of the `almost_control_prompts` prompts that `load_prompts` ranks after the run's "
+     "`n_prompts`, marked held out: new prompts for chapter 04's ALMoST control, none of them one of the run's own.")
+    if not cfg.almost_control_prompts: return []
+    try: rows = load_prompts_from(cfg, n=cfg.n_prompts + cfg.almost_control_prompts)[cfg.n_prompts:]
+    except DataError as e:
+        asked = f"almost_control_prompts {cfg.almost_control_prompts} with n_prompts {cfg.n_prompts}"
+        raise DataError(f"{asked}: {e}") from None
+    return [r | {'split': 'heldout'} for r in split_rows(rows, cfg.heldout_fraction, cfg.seed)[1]]
 
 # %% ../nbs/03_synthetic_feedback.ipynb #a0164917
 JUDGE_SYSTEM = (  # MT-Bench's pairwise judge prompt (Zheng et al. 2023) without the tie option, as in RewardBench

@@ -21,6 +21,7 @@ CASES = [  # (recipe line, the key the message must name)
     ('star_iterations: 0', 'star_iterations'), ('dpo_epochs: 0', 'dpo_epochs'), ('dpo_sft_weight: -1', 'dpo_sft_weight'),
     ('dpo_control_learning_rate: 0', 'dpo_control_learning_rate'), ('max_length: 8', 'max_length'),
     ('seed: -1', 'seed'), ('checkpoint_steps: -1', 'checkpoint_steps'), ('n_samples: 0', 'n_samples'),
+    ('almost_control_prompts: -1', 'almost_control_prompts'), ('n_prompts: 0', 'almost_control_prompts'),
 ]
 
 @pytest.mark.parametrize('line,key', CASES)

@@ -61,9 +61,10 @@ def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
 
-# 13 held-out contrast pairs: 0.923 and 0.538 in two runs that differed only in the generation batch; 0.786 on 14 after
-# six passes (its untrained head: 0.786 too)
-@pytest.mark.xfail(reason='13 held-out pairs at smoke size: it passes in some runs, not in others', strict=False)
+# on the run's 13 or 14 held-out contrast pairs alone: 0.923 and 0.538 in two runs that differed only in the generation
+# batch, 0.786 after six passes (its untrained head: 0.786 too). With chapter 03's control prompts
+# (almost_control_prompts): 0.760 [0.626, 0.857], n=50, in a smoke run (untrained 0.700); 0.750 [0.612, 0.851], n=48,
+# at the notebooks' defaults (untrained 0.729)
 def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
     assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c

@@ -2,13 +2,15 @@
 import json, math, random
 import pytest
 import torch
-from synthbook.core import TINY_MODEL, load_model
-from synthbook.data import read_jsonl, DataError
+from dataclasses import replace
+from synthbook.core import TINY_MODEL, Config, load_model
+from synthbook.data import read_jsonl, DataError, load_prompts, split_rows
 from synthbook.generate import Backend, TransformersBackend
 from synthbook.feedback import (
     PromptSetup, contrast_pairs, contrast_filter, near_duplicates, jaccard, Judge, PromptedJudge, judge_both_orders,
     rlaif_pairs, Scorer, RatingScorer, west_of_n_pairs, mentions, mentions_avoided, dpf_pairs, critique, substitute,
-    mentioning_originals, next_token_probs, qa_row, write_pairs, make_pair, response_of, parse_verdict, VERDICT_PREFIX)
+    mentioning_originals, next_token_probs, qa_row, write_pairs, make_pair, response_of, parse_verdict, VERDICT_PREFIX,
+    control_prompts)
 
 class Scripted(Backend):
     "A backend that answers from a function of the conversation's last user turn."
@@ -68,6 +70,18 @@ def test_contrast_pairs_label_strong_over_weak_and_log_every_drop():
     assert sent[0] == {'role': 'system', 'content': 'sys'} and len(sent) == 6  # system, 2 demos, prompt
 
 # --- judges ------------------------------------------------------------------------------------------------------------
+
+def test_control_prompts_are_the_held_out_share_of_the_prompts_after_the_run(tmp_path):
+    cfg = Config(run_dir=str(tmp_path), n_prompts=48, almost_control_prompts=160, heldout_fraction=0.25)
+    extra = control_prompts(cfg)
+    run_prompts = {r['prompt'] for r in load_prompts(n=48)}
+    after = load_prompts(n=208)[48:]
+    assert [r['prompt'] for r in extra] == [r['prompt'] for r in split_rows(after, 0.25, 0)[1]]
+    assert 20 < len(extra) < 60 and {r['split'] for r in extra} == {'heldout'}
+    assert not run_prompts & {r['prompt'] for r in extra}
+    assert control_prompts(replace(cfg, almost_control_prompts=0)) == []
+    with pytest.raises(DataError, match='almost_control_prompts 200 with n_prompts 48: asked for 248 prompts'):
+        control_prompts(replace(cfg, almost_control_prompts=200))
 
 def test_both_orders_cancel_position_bias_and_count_it():
     always_a = FixedJudge(lambda a, b: ('A', 0.8))

@@ -60,6 +60,12 @@ def check_smoke_run(tmp_path):
     assert 'dpf' in controls and set(controls) <= {'dpf', 'almost'}
     assert controls['dpf']['train pairs'] == qa['dpf']['pairs out'] - controls['dpf']['n']
     assert controls['dpf']['n'] == rm['accuracy']['held-out synthetic/dpf']['n']
+    # the ALMoST control is also scored on chapter 03's control prompts: new prompts, held out, read by no other chapter
+    extra = read_jsonl(tmp_path/'almost_control_heldout.jsonl', kind=None)
+    assert extra and all(p['method'] == 'almost' and p['meta']['split'] == 'heldout' for p in extra)
+    assert not {g['prompt'] for g in gens} & {p['prompt'][-1]['content'] for p in extra}
+    if 'almost' in controls:
+        assert controls['almost']['n'] == len(read_jsonl(tmp_path/'almost_heldout.jsonl', kind=None)) + len(extra)
     # chapter 05 on the real model: every judge measured on the same pairs, the trained ones included
     g = rec['metrics']['genrm_stats']
     rows = {(r['judge'], r['set']): r for r in g['comparison']}
