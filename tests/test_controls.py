@@ -42,7 +42,8 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # greedy originals alone (33 DPF training pairs); with the recipe's sampled originals (52 pairs) the fall is 0.567 ->
 # 0.467 (6 stopped, 3 started), exactly 0.10, so this passes at smoke size on the limit and fails at the defaults.
 # At the defaults with dpf_original_samples=4 (96 pairs; chapters 03, 06, 07 re-run): 0.442 -> 0.404 (n=52, 9 stopped,
-# 7 started)
+# 7 started). A smoke run on an Intel Xeon with AMX (other generations, so other pairs: 51 DPF training pairs): 0.567 ->
+# 0.467 again, on the limit
 @pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults); in smoke 0.567 -> '
                           '0.467 with sampled DPF originals, on the limit, 0.333 without', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
@@ -56,7 +57,8 @@ def bt_control(metrics, method:str) -> dict:
 # 0.762 [0.615, 0.865] (n=42); at the notebooks' defaults, six passes over 59 pairs: 0.970 [0.898, 0.992] (n=67). A
 # 3-fold pilot on the 33 smoke training pairs found nothing better than six passes at 5e-4 (0.909): 12 passes 0.909, lr
 # 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33). With the smoke recipe's sampled originals
-# (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54); chapter 04 has the figures
+# (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54); chapter 04 has the figures. On an Intel
+# Xeon with AMX, over 51 pairs: 1.000 [0.929, 1.000] (n=50)
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
@@ -64,7 +66,8 @@ def test_reward_model_control_on_dpf_pairs(metrics):
 # on the run's 13 or 14 held-out contrast pairs alone: 0.923 and 0.538 in two runs that differed only in the generation
 # batch, 0.786 after six passes (its untrained head: 0.786 too). With chapter 03's control prompts
 # (almost_control_prompts): 0.760 [0.626, 0.857], n=50, in a smoke run (untrained 0.700); 0.750 [0.612, 0.851], n=48,
-# at the notebooks' defaults (untrained 0.729)
+# at the notebooks' defaults (untrained 0.729); 0.809 [0.675, 0.896], n=47, untrained 0.489, in a smoke run on an Intel
+# Xeon with AMX
 def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
     assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c
@@ -96,9 +99,13 @@ def test_star_judges_write_their_verdict(metrics, judge):
     for row in comparison_rows(metrics, judge):
         assert row['parse failures'] <= 0.20, row
 
-# the smoke recipe trains the judges on 16 pairs (32 comparisons), which gave 18 pairs; the notebooks' default, all 89
-# training pairs in both orders with right and wrong chains paired one to one, gave 92
-@pytest.mark.xfail(reason='the smoke recipe samples STaR on 16 training pairs', strict=False)
+# the smoke recipe trains the judges on 16 pairs (32 comparisons), which gave 18 and 23 pairs in two runs; the
+# notebooks' default, all 89 training pairs in both orders with right and wrong chains paired one to one, gave 92. More
+# pairs alone do not get there: STaR on 56 training pairs (112 comparisons) of a smoke run gave 22. A pair needs a right
+# and a wrong chain of one comparison, and the format-taught judge writes nearly one letter: 67 of the 74 rows of that
+# run's format lesson ended in [[A]] (each chain's own vote), and its chains voted A in 0.95 of them
+@pytest.mark.xfail(reason='the format-taught judge votes A in nearly every chain, so few comparisons have both a right '
+                          'and a wrong chain: 18 and 23 pairs from 16 training pairs, 22 from 56', strict=False)
 def test_star_dpo_trains_on_50_pairs(metrics):
     star_dpo = [r for r in metrics['genrm_stats']['star_rounds'] if r['judge'] == 'STaR-DPO']
     assert sum(r['training rows'] for r in star_dpo) >= 50, star_dpo
