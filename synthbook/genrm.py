@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 from .core import (Config, add_lora, load_adapter, load_model, plain_copy, quiet, save_adapter,
                             training_args, training_kernels, unwrap_autocast, write_json)
-from .data import DataError, pairs_of, text_of
+from .data import DataError, pairs_of, sample_rows, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
                                 next_token_probs, question_of, verdict_of)
 from .generate import Backend, LoopBackend, as_messages
@@ -20,12 +20,13 @@ from .reward import accuracy_row, credit
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'REFUSAL', 'CUE_EPOCHS', 'CUE_LEARNING_RATE',
            'CUE_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_PAIRS', 'FORMAT_CHAINS',
-           'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE', 'oriented', 'both_orders', 'one_order_each',
-           'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile',
-           'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge',
-           'fresh_judge_from', 'train_judge_sft', 'with_refusals', 'genrm_control', 'split_chain', 'CoTJudge',
-           'format_rows', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows',
-           'star_summary', 'train_judge_dpo', 'save_judge', 'load_judge']
+           'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE', 'STAR_MIN_PAIRS', 'oriented', 'both_orders',
+           'one_order_each', 'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge',
+           'lean_forward_tile', 'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row',
+           'genrm_rows', 'fresh_judge', 'fresh_judge_from', 'train_judge_sft', 'with_refusals',
+           'genrm_control', 'split_chain', 'CoTJudge', 'format_rows', 'hint_conversation', 'star_records',
+           'star_sft_rows', 'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'star_pairs', 'save_judge',
+           'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -322,13 +323,17 @@ FORMAT_PAIRS, FORMAT_CHAINS, FORMAT_EPOCHS, FORMAT_LEARNING_RATE = 64, 4, 3, 5e-
 def format_rows(items:list[tuple], chains:list[list[dict]], system:str, tokenizer,
                 max_tokens:int=FORMAT_SENTENCE_TOKENS) -> list[dict]:
     ("SFT rows that teach the answer's shape, not the labels: each chain's first sentence, where it ends within "
-     "`max_tokens` tokens, then `Verdict: [[X]]` with the chain's own vote.")
+     "`max_tokens` tokens, then `Verdict: [[X]]` with the chain's own vote; and the same sentence with the answers "
+     "swapped and the other letter, so that the lesson teaches no position either.")
+    other = {'A': 'B', 'B': 'A'}
     rows = []
-    for item, item_chains in zip(items, chains, strict=True):
+    for (prompt, a, b, label), item_chains in zip(items, chains, strict=True):
         for c in item_chains:
             m = re.match(r'([^\n]+?[.!?])(\s|$)', c['rationale'])
             if m and len(tokenizer.encode(m.group(1), add_special_tokens=False)) <= max_tokens:
-                rows.append(sft_row(item, chain_text(m.group(1).strip(), c['verdict']), system))
+                sentence = m.group(1).strip()
+                rows += [sft_row((prompt, a, b, label), chain_text(sentence, c['verdict']), system),
+                         sft_row((prompt, b, a, other[label]), chain_text(sentence, other[c['verdict']]), system)]
     return rows
 
 # %% ../nbs/05_generative_reward_models.ipynb #d06dbc47
@@ -393,6 +398,15 @@ def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0,
     args = training_args(DPOConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
                          beta=beta)
     return _fit(DPOTrainer, args, model, tokenizer, rows)
+
+# %% ../nbs/05_generative_reward_models.ipynb #5a7e31d2
+STAR_MIN_PAIRS = 24  # 48 comparisons: enough for STaR-DPO to get 50 right-versus-wrong pairs from a balanced judge
+
+def star_pairs(train_all:list[dict], train:list[dict], seed:int=0, at_least:int=STAR_MIN_PAIRS) -> list[dict]:
+    ("The pairs STaR samples rationales on: the judges' `train` where it has `at_least` pairs (or all there are), "
+     "else the first `at_least` of `train_all` in `sample_rows`' seeded order, which begin with a `train` drawn so.")
+    if len(train) >= min(at_least, len(train_all)): return train
+    return sample_rows(train_all, min(at_least, len(train_all)), seed)
 
 # %% ../nbs/05_generative_reward_models.ipynb #28a7c14b
 def save_judge(model, tokenizer, path:Path, spec:str, readout:str, system:str) -> Path:

@@ -38,14 +38,16 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # entity and where none does alike (chapter 07); the unseen entities' untold rate holds. Retrained with seeds 1 and 2 on
 # a smoke run's pairs: 0.567 -> 0.433 and -> 0.300 (n=30), so the fall is no one seed's accident. Nor is it the told
 # swap leaking: told, nearly every answer that stops names the preferred entity instead (26 of 27 seen at the defaults,
-# 13 of 16 in smoke); untold, 1 of 11 and 0 of 7 do (chapter 07's 'named the alternative'). Those smoke figures are from
+# 13 of 16 in smoke; 29 of 31 at the defaults on Intel); untold, 1 of 11 and 0 of 7 do, 0 of 12 on Intel (chapter 07's
+# 'named the alternative'). Those smoke figures are from
 # greedy originals alone (33 DPF training pairs); with the recipe's sampled originals (52 pairs) the fall is 0.567 ->
 # 0.467 (6 stopped, 3 started), exactly 0.10, so this passes at smoke size on the limit and fails at the defaults.
 # At the defaults with dpf_original_samples=4 (96 pairs; chapters 03, 06, 07 re-run): 0.442 -> 0.404 (n=52, 9 stopped,
-# 7 started). A smoke run on an Intel Xeon with AMX (other generations, so other pairs: 51 DPF training pairs): 0.567 ->
-# 0.467 again, on the limit
-@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults); in smoke 0.567 -> '
-                          '0.467 with sampled DPF originals, on the limit, 0.333 without', strict=False)
+# 7 started). On an Intel Xeon with AMX (other generations, so other pairs), where the committed outputs come from:
+# 0.462 -> 0.288 (n=52) at the defaults; 0.567 -> 0.467 in smoke (51 DPF training pairs), on the limit again
+@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.288 '
+                          '(defaults, Intel); in smoke 0.567 -> 0.467 with sampled DPF originals, on the limit, 0.333 '
+                          'without', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -57,8 +59,9 @@ def bt_control(metrics, method:str) -> dict:
 # 0.762 [0.615, 0.865] (n=42); at the notebooks' defaults, six passes over 59 pairs: 0.970 [0.898, 0.992] (n=67). A
 # 3-fold pilot on the 33 smoke training pairs found nothing better than six passes at 5e-4 (0.909): 12 passes 0.909, lr
 # 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33). With the smoke recipe's sampled originals
-# (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54); chapter 04 has the figures. On an Intel
-# Xeon with AMX, over 51 pairs: 1.000 [0.929, 1.000] (n=50)
+# (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54). On an Intel Xeon with AMX (the
+# committed outputs): 1.000 [0.929, 1.000] (n=50) over 51 pairs in smoke, but 0.889 [0.788, 0.945] (n=63) over 61 at
+# the defaults, below 0.90: the threshold is not met on every run
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
@@ -66,19 +69,21 @@ def test_reward_model_control_on_dpf_pairs(metrics):
 # on the run's 13 or 14 held-out contrast pairs alone: 0.923 and 0.538 in two runs that differed only in the generation
 # batch, 0.786 after six passes (its untrained head: 0.786 too). With chapter 03's control prompts
 # (almost_control_prompts): 0.760 [0.626, 0.857], n=50, in a smoke run (untrained 0.700); 0.750 [0.612, 0.851], n=48,
-# at the notebooks' defaults (untrained 0.729); 0.809 [0.675, 0.896], n=47, untrained 0.489, in a smoke run on an Intel
-# Xeon with AMX
+# at the notebooks' defaults (untrained 0.729). On an Intel Xeon with AMX: 0.809 [0.675, 0.896], n=47, untrained 0.489,
+# in smoke; 0.729 [0.590, 0.834], n=48, untrained 0.458, at the defaults (the committed outputs)
 def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
     assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c
 
-@pytest.mark.xfail(reason='GenRM stays at chance with position bias near 0.8 at 135M', strict=False)
+@pytest.mark.xfail(reason='GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, 0.657], position '
+                          'bias 0.95 (n=63, defaults); 0.590 [0.452, 0.715], 0.92 (n=50, smoke)', strict=False)
 def test_genrm_control_beats_chance_without_position_bias(metrics):
     c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
 
 # the refusal cue, where the DPF rule stays at chance: 1.000 [0.916, 1.000], position bias 0.00, n=42, in a smoke run
-# (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187)
+# (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187); on an Intel Xeon with AMX
+# 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159)
 def test_genrm_control_learns_a_cue_it_can_read(metrics):
     c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
@@ -86,26 +91,26 @@ def test_genrm_control_learns_a_cue_it_can_read(metrics):
 def comparison_rows(metrics, judge:str) -> list[dict]:
     return [r for r in metrics['genrm_stats']['comparison'] if r['judge'] == judge]
 
-@pytest.mark.xfail(reason='met at the defaults (0.094 / 0.156, 32 chains per set); in smoke runs of 12 chains per set '
-                   '0.208 / 0.125 (one chain of 24 over 0.20), 0.042 / 0.125 in another', strict=False)
+# before the format lesson was mirrored (each row also with the answers swapped and the other letter): 0.094 / 0.156 at
+# the defaults, 0.208 / 0.125 and 0.042 / 0.125 in two smoke runs (12 chains per set). Mirrored, on an Intel Xeon with
+# AMX: 0.125 / 0.094 at the defaults (32 chains per set), 0.042 / 0.000 in smoke
 def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
     for row in comparison_rows(metrics, 'CoT-GenRM'):  # both sets: a parseable verdict in at least 80 % of chains
         assert row['parse failures'] <= 0.20, row
 
-@pytest.mark.xfail(reason='in smoke runs STaR-SFT 0.292 / 0.125 and 0.208 / 0.125, STaR-DPO 0.208 / 0.250 and 0.083 / '
-                   '0.167; at the defaults STaR-SFT 0.031 / 0.031 and STaR-DPO 0.219 / 0.156', strict=False)
+# before the mirrored format lesson: in smoke runs STaR-SFT 0.292 / 0.125 and 0.208 / 0.125, STaR-DPO 0.208 / 0.250 and
+# 0.083 / 0.167; at the defaults STaR-SFT 0.031 / 0.031 and STaR-DPO 0.219 / 0.156. Mirrored, on an Intel Xeon with AMX:
+# STaR-SFT 0.083 / 0.000 and STaR-DPO 0.083 / 0.000 in smoke, 0.062 / 0.000 and 0.094 / 0.031 at the defaults
 @pytest.mark.parametrize('judge', ['STaR-SFT', 'STaR-DPO'])
 def test_star_judges_write_their_verdict(metrics, judge):
     for row in comparison_rows(metrics, judge):
         assert row['parse failures'] <= 0.20, row
 
-# the smoke recipe trains the judges on 16 pairs (32 comparisons), which gave 18 and 23 pairs in two runs; the
-# notebooks' default, all 89 training pairs in both orders with right and wrong chains paired one to one, gave 92. More
-# pairs alone do not get there: STaR on 56 training pairs (112 comparisons) of a smoke run gave 22. A pair needs a right
-# and a wrong chain of one comparison, and the format-taught judge writes nearly one letter: 67 of the 74 rows of that
-# run's format lesson ended in [[A]] (each chain's own vote), and its chains voted A in 0.95 of them
-@pytest.mark.xfail(reason='the format-taught judge votes A in nearly every chain, so few comparisons have both a right '
-                          'and a wrong chain: 18 and 23 pairs from 16 training pairs, 22 from 56', strict=False)
+# with the recipe's 16 judge-training pairs (32 comparisons) STaR gave 18 and 23 pairs in two smoke runs, 22 from 56
+# training pairs: a pair needs a right and a wrong chain of one comparison, and the format-taught judge wrote nearly one
+# letter (67 of the 74 rows of one run's format lesson ended in [[A]], each chain's own vote; its chains voted A in 0.95
+# of them). With the lesson mirrored and STaR sampling on at least STAR_MIN_PAIRS (24) pairs, on an Intel Xeon with AMX:
+# 63 pairs from 48 comparisons in smoke; 239 from 186 at the defaults (92 before, on AMD)
 def test_star_dpo_trains_on_50_pairs(metrics):
     star_dpo = [r for r in metrics['genrm_stats']['star_rounds'] if r['judge'] == 'STaR-DPO']
     assert sum(r['training rows'] for r in star_dpo) >= 50, star_dpo

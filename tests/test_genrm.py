@@ -2,11 +2,11 @@
 import numpy as np
 import pytest, torch
 from synthbook.core import TINY_MODEL, ModelError
-from synthbook.data import DataError
+from synthbook.data import DataError, sample_rows
 from synthbook.feedback import Judge, PromptedJudge, make_pair
 from synthbook.generate import Backend
 from synthbook.genrm import (CoTJudge, evaluate_judge, genrm_rows, fresh_judge, judge_row, load_judge, oriented, save_judge,
-                             sft_row, split_chain, star_dpo_rows, star_records, star_sft_rows, star_summary, train_judge_dpo,
+                             sft_row, split_chain, star_dpo_rows, star_pairs, star_records, star_sft_rows, star_summary, train_judge_dpo,
                              train_judge_sft, chain_text, judge_system)
 
 PAIRS = [make_pair({'prompt': f'Question {i}?'}, f'Right answer {i}.', f'Wrong {i}.', 'almost', split='train') for i in range(6)]
@@ -72,6 +72,15 @@ def test_star_sorts_chains_rationalizes_and_builds_rows():
     assert star_summary(split)['dpo pairs'] == 2
     assert [(d['chosen'][0]['content'], d['rejected'][0]['content']) for d in star_dpo_rows(split, 'sys')] == [
         ('r00\nVerdict: [[A]]', 'r01\nVerdict: [[B]]'), ('r03\nVerdict: [[A]]', 'r02\nVerdict: [[B]]')]
+
+def test_star_samples_on_more_pairs_than_few_judges_learn_from():
+    rows = [make_pair({'prompt': f'Question {i}?'}, 'Right.', 'Wrong.', 'dpf', split='train') for i in range(10)]
+    few = sample_rows(rows, 3, seed=1)  # what judge_train_pairs: 3 draws
+    more = star_pairs(rows, few, seed=1, at_least=6)
+    assert len(more) == 6 and more[:3] == few and len({str(r['prompt']) for r in more}) == 6  # theirs, then 3 more
+    assert star_pairs(rows, rows, seed=1, at_least=6) == rows  # judges on all pairs: the same pairs, same order
+    assert star_pairs(rows, sample_rows(rows, 7, seed=1), seed=1, at_least=6) == sample_rows(rows, 7, seed=1)
+    assert star_pairs(rows, few, seed=1, at_least=50) == sample_rows(rows, 10, seed=1)  # never more than there are
 
 def test_genrm_training_moves_the_indicator_read_out(tmp_path):
     m, tok = fresh_judge(TINY_MODEL, dtype='float32', device='cpu', seed=0)
