@@ -34,8 +34,9 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
 
 # seen entities: the control drops them untold too, with one mirror per pair (0.567 -> 0.367, n=30, smoke; 0.442 ->
-# 0.288, n=52, defaults) and with two (0.567 -> 0.333 smoke; 0.442 -> 0.288 defaults), where a training pair names the
-# entity and where none does alike (chapter 07); the unseen entities' untold rate holds. Retrained with seeds 1 and 2 on
+# 0.288, n=52, defaults) and with two (0.567 -> 0.333 smoke; 0.442 -> 0.288 defaults), in those runs where a training
+# pair names the entity and where none does alike; at the defaults on Intel more where one does (0.722 -> 0.389, n=18,
+# against 0.324 -> 0.235, n=34; chapter 07). The unseen entities' untold rate holds. Retrained with seeds 1 and 2 on
 # a smoke run's pairs: 0.567 -> 0.433 and -> 0.300 (n=30), so the fall is no one seed's accident. Nor is it the told
 # swap leaking: told, nearly every answer that stops names the preferred entity instead (26 of 27 seen at the defaults,
 # 13 of 16 in smoke; 29 of 31 at the defaults on Intel); untold, 1 of 11 and 0 of 7 do, 0 of 12 on Intel (chapter 07's
