@@ -405,8 +405,8 @@ STAR_MIN_PAIRS = 24  # 48 comparisons: enough for STaR-DPO to get 50 right-versu
 def star_pairs(train_all:list[dict], train:list[dict], seed:int=0, at_least:int=STAR_MIN_PAIRS) -> list[dict]:
     ("The pairs STaR samples rationales on: the judges' `train` where it has `at_least` pairs (or all there are), "
      "else the first `at_least` of `train_all` in `sample_rows`' seeded order, which begin with a `train` drawn so.")
-    if len(train) >= min(at_least, len(train_all)): return train
-    return sample_rows(train_all, min(at_least, len(train_all)), seed)
+    n = min(at_least, len(train_all))
+    return train if len(train) >= n else sample_rows(train_all, n, seed)
 
 # %% ../nbs/05_generative_reward_models.ipynb #28a7c14b
 def save_judge(model, tokenizer, path:Path, spec:str, readout:str, system:str) -> Path:

@@ -5,9 +5,9 @@ from synthbook.core import TINY_MODEL, ModelError
 from synthbook.data import DataError, sample_rows
 from synthbook.feedback import Judge, PromptedJudge, make_pair
 from synthbook.generate import Backend
-from synthbook.genrm import (CoTJudge, evaluate_judge, genrm_rows, fresh_judge, judge_row, load_judge, oriented, save_judge,
-                             sft_row, split_chain, star_dpo_rows, star_pairs, star_records, star_sft_rows, star_summary, train_judge_dpo,
-                             train_judge_sft, chain_text, judge_system)
+from synthbook.genrm import (CoTJudge, evaluate_judge, genrm_rows, fresh_judge, judge_row, load_judge, oriented,
+                             save_judge, sft_row, split_chain, star_dpo_rows, star_pairs, star_records, star_sft_rows,
+                             star_summary, train_judge_dpo, train_judge_sft, chain_text, judge_system)
 
 PAIRS = [make_pair({'prompt': f'Question {i}?'}, f'Right answer {i}.', f'Wrong {i}.', 'almost', split='train') for i in range(6)]
 
