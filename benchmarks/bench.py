@@ -19,10 +19,15 @@ Rows (see `common.py` for their fields; `speedup` > 1 means synthbook's path is 
   its own. The final-loss guard is the DPO loss over all pairs after training (untimed), since grouped batches put other
   pairs in the last step. A third run, TRL's defaults at the project's micro-batch and accumulation, is the control:
   with Adam at this learning rate a different summation order alone moves the loss by about 0.01;
+- `judge-sft`: seconds per training row (trainer set-up and compilation included) of chapter 05's GenRM fine-tune
+  (`train_judge_sft`, both orders of 24 sampled pairs, batch 8, one epoch at 2e-4) with `training_kernels` compiling
+  the decoder layers vs the same kernels left eager, each side in its own process (the compiler's disk cache as the
+  chain finds it after its first chapter). The guard is the SFT loss over all rows after training (untimed), which
+  should be about the same on both sides;
 - `chain-<stage>`: a smoke run's per-stage seconds from its `run.json` (`--run`), when there is one.
 
 Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke]
-       [--only sampling,greedy,greedy-lora,judging,dpo]
+       [--only sampling,greedy,greedy-lora,judging,dpo,judge-sft]
 """
 
 from __future__ import annotations
@@ -256,7 +261,7 @@ def dpo_side(side: str, pairs_file: str) -> dict:
             trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
             trainer.train()
         else:  # as chapter 06's `train_policy` runs it
-            with training_kernels(model):
+            with training_kernels(model, compile_layers=False):  # as chapter 06 trains DPO
                 trainer = dpo_trainer(model, tok, [dict(prompt=p, chosen=c, rejected=r) for p, c, r in pairs], args)
                 trainer.train()
     seconds = time.perf_counter() - t0
@@ -317,6 +322,55 @@ def dpo_row(samples: list, n_pairs: int = 32) -> dict:
     )
 
 
+def judge_sft_side(side: str, pairs_file: str) -> dict:
+    "One GenRM fine-tune in this process, with the decoder layers `compiled` or left `eager`."
+    from datasets import Dataset
+    import synthbook.core as core
+    import synthbook.genrm as genrm
+
+    if side == 'eager':  # `training_kernels` compiles only where it finds a C++ compiler: here it finds none
+        core.cpu_compiler = lambda: False
+    pairs = [dict(prompt=p, chosen=c, rejected=r) for p, c, r in json.loads(Path(pairs_file).read_text())]
+    rows = genrm.genrm_rows(pairs, genrm.COMPACT_JUDGE_SYSTEM)
+    model, tok = genrm.fresh_judge(BUNDLED_MODEL, device='cpu')
+    t0 = time.perf_counter()
+    trainer = genrm.train_judge_sft(model, tok, rows, Path(tempfile.mkdtemp()), 1, 2e-4, 8, 0, progress=False)
+    seconds = time.perf_counter() - t0
+    loss_after = trainer.evaluate(eval_dataset=Dataset.from_list(rows))['eval_loss']  # the same scoring on both sides
+    losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h]
+    return dict(seconds_per_row=seconds / len(rows), rows=len(rows), first_loss=losses[0], loss_after=loss_after)
+
+
+def judge_sft_row(samples: list, n_pairs: int = 24) -> dict:
+    "Chapter 05's GenRM fine-tune with compiled decoder layers vs eager ones, each in a fresh process, on the same rows."
+    pairs = [(p, rs[0], rs[1]) for p, rs in samples if rs[0] != rs[1]][:n_pairs]
+    pairs_file = Path(tempfile.mkdtemp()) / 'pairs.json'
+    pairs_file.write_text(json.dumps(pairs))
+    res = {}
+    for side in ('eager', 'compiled'):
+        r = subprocess.run(
+            [sys.executable, __file__, '--judge-sft-side', side, '--pairs', str(pairs_file)],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode:
+            raise RuntimeError(f"judge SFT {side} run failed: {r.stderr.strip().splitlines()[-1]}")
+        res[side] = json.loads(r.stdout.strip().splitlines()[-1])
+    e, c = res['eager'], res['compiled']
+    return row(
+        'judge-sft',
+        's per training row',
+        e['seconds_per_row'],
+        c['seconds_per_row'],
+        higher_is_better=False,
+        rows=c['rows'],
+        first_loss_eager=round(e['first_loss'], 4),
+        first_loss_compiled=round(c['first_loss'], 4),
+        loss_after_eager=round(e['loss_after'], 4),
+        loss_after_compiled=round(c['loss_after'], 4),
+    )
+
+
 def chain_rows(run_dir: Path) -> list[dict]:
     "Per-stage seconds of a finished run, from its run.json."
     stages = json.loads((run_dir / 'run.json').read_text()).get('stages', {})
@@ -339,11 +393,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', default='runs/bench')
     ap.add_argument('--run', default='runs/smoke', help='a finished run whose run.json gives the chain-<stage> rows')
-    ap.add_argument('--only', default='sampling,greedy,greedy-lora,judging,dpo')
-    ap.add_argument('--dpo-side'), ap.add_argument('--pairs')
+    ap.add_argument('--only', default='sampling,greedy,greedy-lora,judging,dpo,judge-sft')
+    ap.add_argument('--dpo-side'), ap.add_argument('--judge-sft-side'), ap.add_argument('--pairs')
     a = ap.parse_args()
     if a.dpo_side:  # a child process of dpo_row
         print(json.dumps(dpo_side(a.dpo_side, a.pairs)))
+        return
+    if a.judge_sft_side:  # a child process of judge_sft_row
+        print(json.dumps(judge_sft_side(a.judge_sft_side, a.pairs)))
         return
     seed_everything(0)
     only, t0 = set(a.only.split(',')), time.perf_counter()
@@ -357,7 +414,7 @@ def main():
     model, tok = load_model(BUNDLED_MODEL, dtype=str(dtype).removeprefix('torch.'), device='cpu')
     peak = limits[f'{short_dtype(dtype)} matmul FLOP/s']
     rows, samples = [], None
-    if only & {'sampling', 'judging', 'dpo'}:
+    if only & {'sampling', 'judging', 'dpo', 'judge-sft'}:
         sampled, samples = sampling_rows(model, tok, peak)
         if 'sampling' in only:
             rows += sampled
@@ -370,6 +427,8 @@ def main():
     del model
     if 'dpo' in only:
         rows.append(dpo_row(samples))
+    if 'judge-sft' in only:
+        rows.append(judge_sft_row(samples))
     if Path(a.run, 'run.json').exists():
         rows += chain_rows(Path(a.run))
     path = write_bench(rows, a.out, limits)

@@ -29,8 +29,8 @@ __all__ = ['BUNDLED_MODEL', 'TINY_MODEL', 'DEFAULT_STAGES', 'PAIR_METHODS', 'CHA
            'env_report', 'ModelError', 'bundled_gguf', 'sha256_file', 'write_manifest', 'cache_problem',
            'reuse_cached', 'bundled_model_dir', 'tiny_model_dir', 'resolve_model', 'pick_device',
            'pick_dtype', 'nf4_config', 'load_tokenizer', 'load_model', 'load_model_from', 'add_lora',
-           'plain_copy', 'trains_in_bf16', 'training_args', 'quiet', 'unwrap_autocast', 'training_kernels',
-           'write_json', 'write_stats', 'save_adapter', 'load_adapter']
+           'plain_copy', 'trains_in_bf16', 'training_args', 'quiet', 'unwrap_autocast', 'decoder_layers',
+           'cpu_compiler', 'training_kernels', 'write_json', 'write_stats', 'save_adapter', 'load_adapter']
 
 # %% ../nbs/00_core.ipynb #3a95b9c9
 import numpy as np
@@ -677,17 +677,46 @@ def unwrap_autocast(model):
     model.__dict__.pop('_is_accelerate_prepared', None)
     return model
 
+# %% ../nbs/00_core.ipynb #4f968ae7
+def decoder_layers(model) -> list:
+    "The repeated blocks of a transformers `model` (peft-wrapped or not): the classes it lists in `_no_split_modules`."
+    blocks = set(getattr(model, '_no_split_modules', None) or ())
+    return [m for m in model.modules() if type(m).__name__ in blocks]
+
+# %% ../nbs/00_core.ipynb #a2a2c5f4
+@functools.cache
+def cpu_compiler() -> bool:
+    "Whether PyTorch's compiler finds the C++ compiler it builds CPU kernels with."
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        return bool(get_cpp_compiler())
+    except Exception: return False
+
 # %% ../nbs/00_core.ipynb #5488a088
 @contextlib.contextmanager
-def training_kernels(model):
-    ("Within the block: eager attention on a CPU (its backward is plain matmuls), and, under bf16 autocast, LoRA "
-     "layers that take their input as it comes instead of casting it to their fp32 weights; as before after it.")
+def training_kernels(model,
+                     compile_layers:bool=True,  # compile each decoder layer on a CPU where a C++ compiler is found
+                    ):
+    ("Within the block: no KV cache; on a CPU, eager attention (its backward is plain matmuls) and compiled decoder "
+     "layers; under bf16 autocast, LoRA layers that take their input as it comes instead of casting it to their fp32 "
+     "weights; as before after it.")
+    import torch._dynamo
     from peft.helpers import disable_input_dtype_casting
-    previous = model.config._attn_implementation
-    if model.device.type == 'cpu': model.set_attn_implementation('eager')
+    attention, use_cache = model.config._attn_implementation, model.config.use_cache
+    on_cpu = model.device.type == 'cpu'
+    layers = decoder_layers(model) if on_cpu and compile_layers and cpu_compiler() else []
+    if on_cpu: model.set_attn_implementation('eager')
+    model.config.use_cache = False  # as TRL's trainers ask; a cache would make each layer a compiled variant
+    for layer in layers: layer.compile(dynamic=True)  # one trace for every layer and every padded length
+    inputs_as_they_come = disable_input_dtype_casting(model, active=trains_in_bf16(model))
+    # room for a compiled variant per dtype, grad mode and adapter state in one process, beyond dynamo's default of 8
+    variants = torch._dynamo.config.patch(recompile_limit=64)
     try:
-        with disable_input_dtype_casting(model, active=trains_in_bf16(model)): yield model
-    finally: model.set_attn_implementation(previous)
+        with inputs_as_they_come, variants: yield model
+    finally:
+        for layer in layers: layer._compiled_call_impl = None
+        model.set_attn_implementation(attention)
+        model.config.use_cache = use_cache
 
 # %% ../nbs/00_core.ipynb #b1461c01
 def write_json(obj, path:Path) -> Path:

@@ -181,8 +181,9 @@ def train_policy(cfg:Config, progress:bool=False) -> dict:
     ckpt = cfg.out/'dpo_checkpoints'
     last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
     t0 = time.perf_counter()
-    # the trainer's set-up counts: it computes the reference log-probabilities once, with the kernel training uses
-    with PeakMemory() as memory, training_kernels(model):
+    # the trainer's set-up counts: it computes the reference log-probabilities once, with the kernels training uses;
+    # eager layers, since compiled ones fuse a pass without a gradient otherwise and the reference would round apart
+    with PeakMemory() as memory, training_kernels(model, compile_layers=False):
         trainer = dpo_trainer(model, tok, train, dpo_args(cfg, ckpt, model, progress=progress), heldout)
         trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0

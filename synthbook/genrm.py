@@ -205,10 +205,10 @@ def fresh_judge_from(cfg:Config, seed:int|None=None):
                        cfg.seed if seed is None else seed)
 
 # %% ../nbs/05_generative_reward_models.ipynb #7ed454da
-def _fit(trainer_cls, args, model, tokenizer, rows:list[dict]):
+def _fit(trainer_cls, args, model, tokenizer, rows:list[dict], compile_layers:bool=True):
     from datasets import Dataset
     if model.device.type == 'cpu': fast_cpu_logprobs()
-    with training_kernels(model):  # DPO's reference pass at set-up too: the same kernel as training
+    with training_kernels(model, compile_layers):  # DPO's reference pass too: the same kernels as training
         trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         quiet(trainer)
         trainer.train()
@@ -397,7 +397,8 @@ def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0,
     if not rows: raise DataError("no right-versus-wrong chains to train STaR-DPO on")
     args = training_args(DPOConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
                          beta=beta)
-    return _fit(DPOTrainer, args, model, tokenizer, rows)
+    # eager layers: compiled, the reference's pass without a gradient would round otherwise than the policy's in bf16
+    return _fit(DPOTrainer, args, model, tokenizer, rows, compile_layers=False)
 
 # %% ../nbs/05_generative_reward_models.ipynb #5a7e31d2
 STAR_MIN_PAIRS = 24  # 48 comparisons: enough for STaR-DPO to get 50 right-versus-wrong pairs from a balanced judge

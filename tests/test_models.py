@@ -105,3 +105,30 @@ def test_a_damaged_model_cache_is_noticed_and_rebuilt_from_the_gguf(tmp_path, mo
     err = capsys.readouterr().err
     assert f'{weights} has 1000 bytes, not the {(real/"model.safetensors").stat().st_size}' in err and 'rebuilding' in err
     assert cache_problem(cached) is None and weights.stat().st_size == (real/'model.safetensors').stat().st_size
+
+def test_training_kernels_compile_the_decoder_layers_without_changing_the_loss_and_restore_the_model():
+    from synthbook.core import cpu_compiler, decoder_layers, training_kernels
+    seed_everything(0)
+    model = add_lora(load_model(TINY_MODEL, dtype='float32')[0])
+    for name, p in model.named_parameters():  # a nonzero update, so that the adapters' gradients flow everywhere
+        if 'lora_B' in name: p.data.normal_(0, 0.02)
+    ids = torch.randint(100, 1000, (2, 24), generator=torch.Generator().manual_seed(0))
+    def loss_and_grads():
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        model.zero_grad()
+        return loss.item(), grads
+    layers = decoder_layers(model)
+    assert len(layers) == model.config.num_hidden_layers == 2
+    with training_kernels(model, compile_layers=False):
+        assert {layer._compiled_call_impl for layer in layers} == {None}
+        eager_loss, eager_grads = loss_and_grads()
+    with training_kernels(model):
+        assert model.config.use_cache is False and model.config._attn_implementation == 'eager'
+        assert {layer._compiled_call_impl is not None for layer in layers} == {cpu_compiler()}
+        compiled_loss, compiled_grads = loss_and_grads()
+    assert {layer._compiled_call_impl for layer in layers} == {None}
+    assert model.config.use_cache is True and model.config._attn_implementation != 'eager'
+    assert abs(compiled_loss - eager_loss) < 1e-5
+    assert all(torch.allclose(compiled_grads[n], g, atol=1e-5, rtol=1e-3) for n, g in eager_grads.items())
