@@ -20,10 +20,10 @@ Rows (see `common.py` for their fields; `speedup` > 1 means synthbook's path is 
   pairs in the last step. A third run, TRL's defaults at the project's micro-batch and accumulation, is the control:
   with Adam at this learning rate a different summation order alone moves the loss by about 0.01;
 - `judge-sft`: seconds per training row (trainer set-up and compilation included) of chapter 05's GenRM fine-tune
-  (`train_judge_sft`, both orders of 24 sampled pairs, batch 8, one epoch at 2e-4) with `training_kernels` compiling
-  the decoder layers vs the same kernels left eager, each side in its own process (the compiler's disk cache as the
-  chain finds it after its first chapter). The guard is the SFT loss over all rows after training (untimed), which
-  should be about the same on both sides;
+  (`train_judge_sft`, both orders of up to 24 sampled pairs whose responses differ, batch 8, one epoch at 2e-4) with
+  `training_kernels` compiling the decoder layers vs the same kernels left eager, each side in its own process (the
+  compiler's disk cache as the chain finds it after its first chapter). The guard is the SFT loss over all rows after
+  training (untimed), which should be about the same on both sides;
 - `chain-<stage>`: a smoke run's per-stage seconds from its `run.json` (`--run`), when there is one.
 
 Usage: .venv/bin/python benchmarks/bench.py [--out runs/bench] [--run runs/smoke]

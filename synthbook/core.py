@@ -106,10 +106,11 @@ class Config:
     judge_epochs: int = 1  # passes over each judge's training data
     judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
     judge_batch_size: int = 8  # examples per optimisation step of a judge
-    judge_control_epochs: int = 3  # epochs of GenRM's positive control on every DPF pair, 0 skips it
+    judge_control_epochs: int = 3  # epochs of GenRM's control on the DPF rule, 0 skips it (not the refusal cue)
     cot_samples: int = 1  # rationales per order for a chain-of-thought verdict, the k of majority voting
     cot_max_new_tokens: int = 32  # tokens of rationale, the verdict gets 8 more
     cot_temperature: float = 1.0  # sampling temperature of rationales
+    cot_format_pairs: int = 64  # training pairs whose own chains teach the CoT judge the answer's shape
     star_samples: int = 4  # rationales sampled per training comparison in STaR
     star_iterations: int = 1  # STaR rounds, each on a fresh share of the training pairs
     star_dpo_beta: float = 1.0  # DPO beta of STaR-DPO, the paper's value
@@ -219,6 +220,7 @@ RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 
           'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)', 'judge_batch_size': '[1, inf)',
           'judge_control_epochs': '[0, inf)',
           'cot_samples': '[1, inf)', 'cot_max_new_tokens': '[1, inf)', 'cot_temperature': '[0, inf)',
+          'cot_format_pairs': '[1, inf)',
           'star_samples': '[1, inf)', 'star_iterations': '[1, inf)', 'star_dpo_beta': '(0, inf)',
           'dpo_train_pairs': '[0, inf)', 'dpo_beta': '(0, inf)', 'dpo_sft_weight': '[0, inf)', 'dpo_epochs': '[1, inf)',
           'dpo_learning_rate': '(0, inf)', 'dpo_control_epochs': '[1, inf)', 'dpo_control_learning_rate': '(0, inf)',

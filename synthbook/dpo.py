@@ -6,7 +6,7 @@ Docs: https://synthbook.github.io/synthbook/dpo.html.md"""
 
 # %% ../nbs/06_dpo.ipynb #7a4594af
 from __future__ import annotations
-import os, random, threading, time
+import contextlib, os, random, threading, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
@@ -20,8 +20,9 @@ from .reward import gated_methods
 
 # %% auto #0
 __all__ = ['dpo_loss', 'dpo_pairs', 'world_size', 'trainer_global_batch', 'policy_model', 'dpo_args', 'PeakMemory',
-           'save_policy', 'load_policy', 'length_grouped', 'dpo_trainer', 'training_curve', 'train_policy',
-           'minimal_pairs', 'train_control', 'plot_training']
+           'save_policy', 'load_policy', 'length_grouped', 'GradientPass', 'adapters_at_zero',
+           'reference_in_training_graph', 'dpo_trainer', 'training_curve', 'train_policy', 'minimal_pairs',
+           'train_control', 'plot_training']
 
 # %% ../nbs/06_dpo.ipynb #d9900c67
 def dpo_loss(policy_chosen:torch.Tensor,  # log π_θ(y_w|x), summed over the response's tokens
@@ -138,19 +139,52 @@ def length_grouped(pairs:list[dict], tokenizer, batch_size:int, seed:int=0) -> l
     random.Random(seed).shuffle(runs)
     return [pairs[i] for run in runs for i in run]
 
+# %% ../nbs/06_dpo.ipynb #6f2aca71
+class GradientPass:
+    ("`model` called with autograd on and its outputs handed back detached: a compiled layer runs the graph of a "
+     "training step, not the one it fuses for a pass without a gradient.")
+    def __init__(self, model): self.model = model
+    def __call__(self, *args, **kwargs):
+        with torch.enable_grad(): out = self.model(*args, **kwargs)
+        for k, v in out.items():
+            if torch.is_tensor(v): out[k] = v.detach()
+        return out
+
+# %% ../nbs/06_dpo.ipynb #c4e41347
+def adapters_at_zero(model) -> bool:
+    "Whether `model` has LoRA adapters and every B matrix of them is zero, so that it computes its base exactly."
+    bs = [p for n, p in model.named_parameters() if 'lora_B' in n]
+    return bool(bs) and not any(p.any() for p in bs)
+
+# %% ../nbs/06_dpo.ipynb #1f2cdb7b
+@contextlib.contextmanager
+def reference_in_training_graph(trainer_cls, model):
+    ("While TRL's `trainer_cls` is built around `model`: if `model`'s adapters are all zero, its precomputed reference "
+     "log-probabilities come from `model` itself, adapter on, with a gradient (`GradientPass`), the graph of the "
+     "policy's training step; otherwise TRL's own pass, through its frozen copy of the starting adapter.")
+    compute = trainer_cls.compute_ref_log_probs
+    def in_training_graph(self, _, inputs):
+        # TRL switches to its copy of the adapter only where it has no reference model of its own
+        with mock.patch.object(self, 'ref_model', GradientPass(self.model)):
+            return compute(self, self.ref_model, inputs)
+    with mock.patch.object(trainer_cls, 'compute_ref_log_probs', in_training_graph) if adapters_at_zero(model) \
+         else contextlib.nullcontext():
+        yield
+
 # %% ../nbs/06_dpo.ipynb #ff1ca943
-def dpo_trainer(model, tokenizer, pairs:list[dict], args, eval_pairs:list[dict]|None=None):
-    "TRL's `DPOTrainer` for `model` on (prompt, chosen, rejected) `pairs`, ready to `train()`."
+def dpo_trainer(model, tokenizer, pairs:list[dict], args):
+    ("TRL's `DPOTrainer` for `model` on (prompt, chosen, rejected) `pairs`, ready to `train()`; the reference as "
+     "`reference_in_training_graph` computes it.")
     from datasets import Dataset
     from trl import DPOTrainer
     if not pairs: raise DataError("no pairs to train the policy on")
     if model.device.type == 'cpu': fast_cpu_logprobs()
-    ds = lambda ps: Dataset.from_list([as_conversation(p) for p in ps])
     if args.train_sampling_strategy == 'sequential':  # the sampler reads the rows in order: make it length-grouped
         pairs = length_grouped(pairs, tokenizer, args.per_device_train_batch_size, args.seed)
-    with mock.patch.dict(os.environ, TQDM_DISABLE='1'):  # TRL's bar for the one reference pass; training has its own
-        trainer = DPOTrainer(model=model, args=args, train_dataset=ds(pairs),
-                             eval_dataset=ds(eval_pairs) if eval_pairs else None, processing_class=tokenizer)
+    # TRL's bar for the one reference pass off (training has its own)
+    with mock.patch.dict(os.environ, TQDM_DISABLE='1'), reference_in_training_graph(DPOTrainer, model):
+        trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer,
+                             train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]))
     return quiet(trainer)
 
 # %% ../nbs/06_dpo.ipynb #e753841a
@@ -166,6 +200,7 @@ def training_curve(log_history:list[dict]) -> pd.DataFrame:
 def train_policy(cfg:Config, progress:bool=False) -> dict:
     ("Chapter 06's training stage: DPO on the run's pairs, resumed from a checkpoint if one is left, "
      "saved to `policy/`; returns the figures.")
+    from datasets import Dataset
     from synthbook.core import load_tokenizer
     from synthbook.data import read_jsonl
     from transformers.trainer_utils import get_last_checkpoint
@@ -181,14 +216,17 @@ def train_policy(cfg:Config, progress:bool=False) -> dict:
     ckpt = cfg.out/'dpo_checkpoints'
     last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
     t0 = time.perf_counter()
-    # the trainer's set-up counts: it computes the reference log-probabilities once, with the kernels training uses;
-    # eager layers, since compiled ones fuse a pass without a gradient otherwise and the reference would round apart
-    with PeakMemory() as memory, training_kernels(model, compile_layers=False):
-        trainer = dpo_trainer(model, tok, train, dpo_args(cfg, ckpt, model, progress=progress), heldout)
+    args = dpo_args(cfg, ckpt, model, progress=progress)
+    # the trainer's set-up counts: it computes the reference log-probabilities once, in the graph training runs;
+    # compiled layers only then, since a reference computed at every step runs without a gradient and rounds apart
+    with PeakMemory() as memory, training_kernels(model, compile_layers=args.precompute_ref_log_probs):
+        trainer = dpo_trainer(model, tok, train, args)
         trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
     unwrap_autocast(model).eval()
-    held = trainer.evaluate() if heldout else {}
+    # the held-out pairs' reference is computed now, as TRL's pass without a gradient, like the policy's evaluation pass
+    with mock.patch.dict(os.environ, TQDM_DISABLE='1'):
+        held = trainer.evaluate(Dataset.from_list([as_conversation(p) for p in heldout])) if heldout else {}
     st, a = trainer.accelerator.state, trainer.args
     rank = {'rank': st.process_index, 'processes': st.num_processes, 'backend': st.backend, 'device': str(st.device),
             'steps': trainer.state.global_step, 'global batch': trainer_global_batch(a)}

@@ -19,14 +19,13 @@ from .reward import accuracy_row, credit
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'REFUSAL', 'CUE_EPOCHS', 'CUE_LEARNING_RATE',
-           'CUE_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_PAIRS', 'FORMAT_CHAINS',
-           'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE', 'STAR_MIN_PAIRS', 'oriented', 'both_orders',
-           'one_order_each', 'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge',
-           'lean_forward_tile', 'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row',
-           'genrm_rows', 'fresh_judge', 'fresh_judge_from', 'train_judge_sft', 'with_refusals',
-           'genrm_control', 'split_chain', 'CoTJudge', 'format_rows', 'hint_conversation', 'star_records',
-           'star_sft_rows', 'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'star_pairs', 'save_judge',
-           'load_judge']
+           'CUE_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_CHAINS', 'FORMAT_EPOCHS',
+           'FORMAT_LEARNING_RATE', 'STAR_MIN_PAIRS', 'oriented', 'both_orders', 'one_order_each',
+           'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile',
+           'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge',
+           'fresh_judge_from', 'train_judge_sft', 'with_refusals', 'genrm_control', 'split_chain', 'CoTJudge',
+           'format_rows', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows',
+           'star_summary', 'train_judge_dpo', 'star_pairs', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -318,7 +317,7 @@ class CoTJudge(Judge):
 
 # %% ../nbs/05_generative_reward_models.ipynb #77f9c2e6
 FORMAT_SENTENCE_TOKENS = 16  # the longest first sentence kept as an example of the answer's shape
-FORMAT_PAIRS, FORMAT_CHAINS, FORMAT_EPOCHS, FORMAT_LEARNING_RATE = 64, 4, 3, 5e-4  # from a pilot on training pairs
+FORMAT_CHAINS, FORMAT_EPOCHS, FORMAT_LEARNING_RATE = 4, 3, 5e-4  # from a pilot on training pairs
 
 def format_rows(items:list[tuple], chains:list[list[dict]], system:str, tokenizer,
                 max_tokens:int=FORMAT_SENTENCE_TOKENS) -> list[dict]:
@@ -392,12 +391,14 @@ def star_summary(records:list[dict]) -> dict:
 # %% ../nbs/05_generative_reward_models.ipynb #02fd9f42
 def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0, epochs:int=1, learning_rate:float=2e-4,
                     batch_size:int=8, seed:int=0, progress:bool=True):
-    "Train `model` on (prompt, chosen, rejected) `rows` with TRL's `DPOTrainer`; the frozen base is the reference."
+    ("Train `model` on (prompt, chosen, rejected) `rows` with TRL's `DPOTrainer`; the reference is a frozen copy of "
+     "the adapter `model` starts with.")
     from trl import DPOConfig, DPOTrainer
     if not rows: raise DataError("no right-versus-wrong chains to train STaR-DPO on")
     args = training_args(DPOConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
                          beta=beta)
-    # eager layers: compiled, the reference's pass without a gradient would round otherwise than the policy's in bf16
+    # eager layers: compiled, TRL's reference pass without a gradient rounds apart from the policy's in bf16, and
+    # chapter 06's `reference_in_training_graph` asks for an adapter at zero, which the format-taught judge's is not
     return _fit(DPOTrainer, args, model, tokenizer, rows, compile_layers=False)
 
 # %% ../nbs/05_generative_reward_models.ipynb #5a7e31d2

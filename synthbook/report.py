@@ -109,8 +109,10 @@ def _section_genrm(d, g):
     import pandas as pd
     t = pd.DataFrame(g['comparison']).set_index(['judge', 'set'])
     _draw(ci_plot(t.dropna(subset=['accuracy']), 'accuracy', 'judges on the same held-out pairs'), d, 'judge_accuracy')
-    control = g.get('control') and ['Positive controls, GenRM trained on DPF pairs alone and on the same pairs with '
-                                    'each rejected answer a refusal, on their held-out pairs:',
+    trained_on = ('DPF pairs alone and on the same pairs with each rejected answer a refusal'
+                  if any(r['judge'] == 'GenRM, dpf alone' for r in g.get('control', [])) else
+                  'DPF pairs with each rejected answer a refusal (not on the DPF rule alone: judge_control_epochs 0)')
+    control = g.get('control') and [f'Positive controls, GenRM trained on {trained_on}, on their held-out pairs:',
                                     md_table(g['control']), 'Checks: ' + ', '.join(
                                         f"{k} {'yes' if v else 'no'}" for k, v in g['control_checks'].items()) + '.']
     return '\n\n'.join([md_table(t), md_table(g.get('star_rounds', []))] + (control or []) +

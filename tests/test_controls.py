@@ -45,9 +45,11 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # 0.467 (6 stopped, 3 started), exactly 0.10, so this passes at smoke size on the limit and fails at the defaults.
 # At the defaults with dpf_original_samples=4 (96 pairs; chapters 03, 06, 07 re-run): 0.442 -> 0.404 (n=52, 9 stopped,
 # 7 started). On an Intel Xeon with AMX (other generations, so other pairs), where the committed outputs come from:
-# 0.462 -> 0.288 (n=52) at the defaults; 0.567 -> 0.467 in smoke (51 DPF training pairs), on the limit again
-@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.288 '
-                          '(defaults, Intel); in smoke 0.567 -> 0.467 with sampled DPF originals, on the limit, 0.333 '
+# 0.462 -> 0.288 (n=52) at the defaults; 0.567 -> 0.467 in smoke (51 DPF training pairs), on the limit again. With
+# DPO's decoder layers compiled (chapter 06's reference_in_training_graph), at the defaults: 0.462 -> 0.308 (9 stopped,
+# 1 started, p = 0.022); in smoke 0.567 -> 0.500 (3 stopped, 1 started), within the limit
+@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
+                          '(defaults, Intel); in smoke 0.567 -> 0.500 with sampled DPF originals (0.467 eager), 0.333 '
                           'without', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
@@ -79,7 +81,9 @@ def test_reward_model_control_on_almost_pairs(metrics):
 @pytest.mark.xfail(reason='GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, 0.657], position '
                           'bias 0.95 (n=63, defaults); 0.590 [0.452, 0.715], 0.92 (n=50, smoke)', strict=False)
 def test_genrm_control_beats_chance_without_position_bias(metrics):
-    c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone')
+    rows = [r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone']
+    if not rows: pytest.skip(f'{RUN}: GenRM was not trained on the DPF rule alone (judge_control_epochs 0)')
+    c = rows[0]
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
 
 # the refusal cue, where the DPF rule stays at chance: 1.000 [0.916, 1.000], position bias 0.00, n=42, in a smoke run
