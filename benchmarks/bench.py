@@ -261,7 +261,7 @@ def dpo_side(side: str, pairs_file: str) -> dict:
             trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
             trainer.train()
         else:  # as chapter 06's `train_policy` runs it
-            with training_kernels(model, compile_layers=False):  # as chapter 06 trains DPO
+            with training_kernels(model, compile_layers=args.precompute_ref_log_probs):  # as chapter 06 trains DPO
                 trainer = dpo_trainer(model, tok, [dict(prompt=p, chosen=c, rejected=r) for p, c, r in pairs], args)
                 trainer.train()
     seconds = time.perf_counter() - t0
