@@ -158,18 +158,22 @@ def adapters_at_zero(model) -> bool:
 
 # %% ../nbs/06_dpo.ipynb #1f2cdb7b
 @contextlib.contextmanager
-def reference_in_training_graph(trainer_cls, model):
-    ("While TRL's `trainer_cls` is built around `model`: if `model`'s adapters are all zero, its precomputed reference "
-     "log-probabilities come from `model` itself, adapter on, with a gradient (`GradientPass`), the graph of the "
-     "policy's training step; otherwise TRL's own pass, through its frozen copy of the starting adapter.")
+def reference_in_training_graph(trainer_cls):
+    ("While TRL's `trainer_cls` is built, before any step: where TRL reads its reference through the policy as it "
+     "starts (TRL's copy of the starting adapter, or the base while every adapter is zero), the precomputed reference "
+     "log-probabilities come from the policy itself, adapter on, with a gradient (`GradientPass`), the graph of its "
+     "training step; elsewhere TRL's own pass.")
     compute = trainer_cls.compute_ref_log_probs
-    def in_training_graph(self, _, inputs):
-        # TRL switches to its copy of the adapter only where it has no reference model of its own
+    def in_training_graph(self, model, inputs):
+        policy = self.accelerator.unwrap_model(self.model)
+        # TRL has no reference model of its own here: it reads the policy through its copy of the adapter ('ref', with
+        # peft >= 0.20), else with the adapter off, the base, which the policy computes only at zero
+        as_it_starts = 'ref' in getattr(policy, 'peft_config', {}) or adapters_at_zero(policy)
+        if self.ref_model is not None or self.is_deepspeed_enabled or not as_it_starts:
+            return compute(self, model, inputs)
         with mock.patch.object(self, 'ref_model', GradientPass(self.model)):
             return compute(self, self.ref_model, inputs)
-    with mock.patch.object(trainer_cls, 'compute_ref_log_probs', in_training_graph) if adapters_at_zero(model) \
-         else contextlib.nullcontext():
-        yield
+    with mock.patch.object(trainer_cls, 'compute_ref_log_probs', in_training_graph): yield
 
 # %% ../nbs/06_dpo.ipynb #ff1ca943
 def dpo_trainer(model, tokenizer, pairs:list[dict], args):
@@ -182,7 +186,7 @@ def dpo_trainer(model, tokenizer, pairs:list[dict], args):
     if args.train_sampling_strategy == 'sequential':  # the sampler reads the rows in order: make it length-grouped
         pairs = length_grouped(pairs, tokenizer, args.per_device_train_batch_size, args.seed)
     # TRL's bar for the one reference pass off (training has its own)
-    with mock.patch.dict(os.environ, TQDM_DISABLE='1'), reference_in_training_graph(DPOTrainer, model):
+    with mock.patch.dict(os.environ, TQDM_DISABLE='1'), reference_in_training_graph(DPOTrainer):
         trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer,
                              train_dataset=Dataset.from_list([as_conversation(p) for p in pairs]))
     return quiet(trainer)

@@ -204,12 +204,10 @@ def fresh_judge_from(cfg:Config, seed:int|None=None):
                        cfg.seed if seed is None else seed)
 
 # %% ../nbs/05_generative_reward_models.ipynb #7ed454da
-def _fit(trainer_cls, args, model, tokenizer, rows:list[dict], compile_layers:bool=True):
-    from datasets import Dataset
+def _fit(model, build):
     if model.device.type == 'cpu': fast_cpu_logprobs()
-    with training_kernels(model, compile_layers):  # DPO's reference pass too: the same kernels as training
-        trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-        quiet(trainer)
+    with training_kernels(model):  # DPO's reference pass too: the same kernels as training
+        trainer = quiet(build())
         trainer.train()
     unwrap_autocast(model).eval()
     return trainer
@@ -218,11 +216,13 @@ def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, l
                     batch_size:int=8, seed:int=0, progress:bool=True):
     ("Fine-tune `model` on prompt-completion `rows` with TRL's `SFTTrainer` (loss on the completion only); "
      "returns the trainer.")
+    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
     if not rows: raise DataError("no examples to fine-tune the judge on")
     args = training_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
                          completion_only_loss=True)
-    return _fit(SFTTrainer, args, model, tokenizer, rows)
+    return _fit(model, lambda: SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                          processing_class=tokenizer))
 
 # %% ../nbs/05_generative_reward_models.ipynb #8bd85c89
 REFUSAL = "I don't know."  # a rejected answer a judge can tell apart without checking any rule
@@ -391,15 +391,17 @@ def star_summary(records:list[dict]) -> dict:
 # %% ../nbs/05_generative_reward_models.ipynb #02fd9f42
 def train_judge_dpo(model, tokenizer, rows:list[dict], out:Path, beta:float=1.0, epochs:int=1, learning_rate:float=2e-4,
                     batch_size:int=8, seed:int=0, progress:bool=True):
-    ("Train `model` on (prompt, chosen, rejected) `rows` with TRL's `DPOTrainer`; the reference is a frozen copy of "
-     "the adapter `model` starts with.")
-    from trl import DPOConfig, DPOTrainer
+    ("Train `model` on (prompt, chosen, rejected) `rows` with TRL's `DPOTrainer` as chapter 06 builds it "
+     "(`dpo_trainer`): the reference, a frozen copy of the adapter `model` starts with, precomputed in the graph of a "
+     "training step, and the rows read in runs of similar length; returns the trainer.")
+    from trl import DPOConfig
+    from synthbook.dpo import dpo_trainer  # chapter 06 teaches it, on the policy
     if not rows: raise DataError("no right-versus-wrong chains to train STaR-DPO on")
+    # the reference's pass reads the same length-grouped runs as training: the same shapes round the same way
     args = training_args(DPOConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
-                         beta=beta)
-    # eager layers: compiled, TRL's reference pass without a gradient rounds apart from the policy's in bf16, and
-    # chapter 06's `reference_in_training_graph` asks for an adapter at zero, which the format-taught judge's is not
-    return _fit(DPOTrainer, args, model, tokenizer, rows, compile_layers=False)
+                         beta=beta, precompute_ref_log_probs=True, precompute_ref_batch_size=batch_size,
+                         train_sampling_strategy='sequential')
+    return _fit(model, lambda: dpo_trainer(model, tokenizer, rows, args))
 
 # %% ../nbs/05_generative_reward_models.ipynb #5a7e31d2
 STAR_MIN_PAIRS = 24  # 48 comparisons: enough for STaR-DPO to get 50 right-versus-wrong pairs from a balanced judge

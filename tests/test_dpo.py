@@ -1,10 +1,11 @@
 "Chapter 06: DPO with LoRA and QLoRA, on the tiny random model."
 import math
+from unittest import mock
 import pytest, torch
 from synthbook.core import TINY_MODEL, Config, ModelError, batch_plan
 from synthbook.data import DataError
 from synthbook.dpo import (PeakMemory, adapters_at_zero, dpo_args, dpo_loss, dpo_pairs, dpo_trainer, load_policy,
-                           minimal_pairs, policy_model, reference_in_training_graph, save_policy, trainer_global_batch,
+                           minimal_pairs, policy_model, save_policy, trainer_global_batch,
                            training_curve)
 from synthbook.feedback import make_pair, principle_of
 
@@ -73,27 +74,37 @@ def test_lora_dpo_moves_the_margin_and_reloads(tmp_path):
     assert not torch.allclose(base, model(**enc).logits, atol=1e-4)  # the adapter is what changed
     with pytest.raises(ModelError, match='not a saved synthbook policy'): load_policy(tmp_path/'ckpt')
 
-def test_reference_in_the_training_graph_is_trl_reference_and_only_while_the_adapters_are_zero(tmp_path):
+def test_reference_in_the_training_graph_is_trl_reference_for_zero_and_trained_adapters(tmp_path):
     from datasets import Dataset
     from trl import DPOTrainer
+    import synthbook.dpo
     from synthbook.generate import as_conversation
     cfg = tiny(global_batch_size=2, device_batch_size=2)
-    model, tok = policy_model(cfg)
-    args = dpo_args(cfg, tmp_path/'ckpt', model, progress=False)
-    ours = dpo_trainer(model, tok, PAIRS, args).train_dataset  # the reference with the adapter on, with a gradient
-    stock = DPOTrainer(model=policy_model(cfg)[0], args=args, processing_class=tok,  # TRL's own pass, no gradient
-                       train_dataset=Dataset.from_list([as_conversation(p) for p in PAIRS])).train_dataset
+    def trained(model):  # small random B matrices, as an adapter that starts trained (chapter 05's STaR-DPO)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if 'lora_B' in n: p.normal_(std=0.05, generator=g)
+        return model
     by_prompt = lambda ds: {tuple(r['prompt_ids']): (r['ref_chosen_logps'], r['ref_rejected_logps']) for r in ds}
-    mine, trl_ref = by_prompt(ours), by_prompt(stock)  # dpo_trainer orders the pairs by length
-    assert mine.keys() == trl_ref.keys() and all(torch.allclose(torch.tensor(mine[k]), torch.tensor(trl_ref[k]),
-                                                                atol=1e-5) for k in mine)
     original = DPOTrainer.compute_ref_log_probs
-    with reference_in_training_graph(DPOTrainer, model): assert DPOTrainer.compute_ref_log_probs is not original
-    assert DPOTrainer.compute_ref_log_probs is original and adapters_at_zero(model)
-    b = next(p for n, p in model.named_parameters() if 'lora_B' in n)
-    with torch.no_grad(): b.add_(0.1)
-    assert not adapters_at_zero(model)  # a trained adapter is not the reference: TRL's own pass
-    with reference_in_training_graph(DPOTrainer, model): assert DPOTrainer.compute_ref_log_probs is original
+    for start, at_zero in ((lambda m: m, True), (trained, False)):
+        model, tok = policy_model(cfg)
+        assert adapters_at_zero(start(model)) == at_zero
+        args = dpo_args(cfg, tmp_path/'ckpt', model, progress=False)
+        with mock.patch.object(synthbook.dpo, 'GradientPass', wraps=synthbook.dpo.GradientPass) as in_graph:
+            # the reference as the policy itself, adapter on, with a gradient
+            ours = by_prompt(dpo_trainer(model, tok, PAIRS, args).train_dataset)
+        assert in_graph.called and DPOTrainer.compute_ref_log_probs is original  # patched only while it was built
+        # TRL's own pass, without a gradient
+        stock = DPOTrainer(model=start(policy_model(cfg)[0]), args=args, processing_class=tok,
+                           train_dataset=Dataset.from_list([as_conversation(p) for p in PAIRS])).train_dataset
+        trl_ref = by_prompt(stock)  # dpo_trainer orders the pairs by length: compare by prompt
+        assert ours.keys() == trl_ref.keys() and all(torch.allclose(torch.tensor(ours[k]), torch.tensor(trl_ref[k]),
+                                                                    atol=1e-5) for k in ours)
+    # the trained adapter's reference is its own, not a fresh adapter's
+    assert not all(torch.allclose(torch.tensor(ours[k]), torch.tensor(v), atol=1e-3)
+                   for k, v in by_prompt(dpo_trainer(policy_model(cfg)[0], tok, PAIRS, args).train_dataset).items())
 
 def test_qlora_dpo_step_runs_on_cpu(tmp_path):
     cfg = tiny(load_in_4bit=True, dtype='bfloat16', optim='paged_adamw_32bit', gradient_checkpointing=True,
