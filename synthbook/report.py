@@ -100,7 +100,8 @@ def _section_reward(d, r):
         gate_rows and f'Left out of training: {left_out}.',
         controls and 'Positive controls, one model per method trained on that method alone, on its held-out pairs:',
         controls and md_table(controls),
-        f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), {r['epochs']} epochs.",
+        f"Trained on {r['train_pairs']} pairs ({', '.join(r['methods'])}), "
+        f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}.",
         md_table(t), _figure(d, 'reward_accuracy', 'reward model accuracy')] if x)
 
 # %% ../nbs/09_report.ipynb #b4fa689e
@@ -148,12 +149,27 @@ def _section_eval(d, e):
 # %% ../nbs/09_report.ipynb #921dad1e
 def _p_text(p) -> str: return f'p {p}' if isinstance(p, str) else f'p = {p}'
 
+# %% ../nbs/09_report.ipynb #cc0d01a1
+def _with_interval(x:dict, key:str='accuracy') -> str:
+    "A rate as the summary prints it: the value, its 95 % interval and n."
+    return f"{x[key]:.3f} [{x['ci low']:.3f}, {x['ci high']:.3f}] (n={x['n']})"
+
+# %% ../nbs/09_report.ipynb #a7f4a261
+def _genrm_control_rows(control:list[dict]) -> list[dict]:
+    "Summary lines for chapter 05's trained GenRM controls, each beside the untrained read-out of its own pairs."
+    untrained = {x['set']: x for x in control if x['judge'].startswith('untrained')}
+    before = lambda x: untrained[x['set']]
+    return [{'step': f"05 positive control, {x['judge']}, held-out accuracy",
+             'result': f"{_with_interval(x)}, position bias {x['position bias']:.2f} (untrained "
+                       f"{before(x)['accuracy']:.3f}, position bias {before(x)['position bias']:.2f})"}
+            for x in control if x['judge'].startswith('GenRM') and x['set'] in untrained]
+
 # %% ../nbs/09_report.ipynb #ae97bac3
 def _summary(d) -> list[dict]:
     "One line per step: the number that says what it bought, where the chapter ran."
     f, r, g, s, e = (_load(d, n) for n in ('feedback_stats.json', 'reward_stats.json', 'genrm_stats.json',
                                            'dpo_stats.json', 'eval_stats.json'))
-    ci = lambda x, k='accuracy': f"{x[k]:.3f} [{x['ci low']:.3f}, {x['ci high']:.3f}] (n={x['n']})"
+    ci = _with_interval  # short, for the many lines below
     rows = []
     if f: rows.append({'step': '03 synthetic pairs',
                        'result': f"{f['pairs_train']} train, {f['pairs_heldout']} held out"})
@@ -165,11 +181,7 @@ def _summary(d) -> list[dict]:
             if k in r['accuracy']:
                 rows.append({'step': f'04 reward model, {k.split("/")[0]} accuracy', 'result': ci(r['accuracy'][k])})
     if g:
-        for x in g.get('control', [])[1:2]:  # the trained control, next to its untrained read-out
-            base = g['control'][0]
-            rows.append({'step': '05 positive control, GenRM on dpf alone, held-out accuracy',
-                         'result': ci(x) + f", position bias {x['position bias']:.2f} (untrained {base['accuracy']:.3f}"
-                                   f", position bias {base['position bias']:.2f})"})
+        rows += _genrm_control_rows(g.get('control', []))
         for x in g['comparison']:  # every judge, none picked: choosing the best on these pairs would flatter it
             if x.get('set') == 'labelled' and x.get('accuracy') is not None:
                 rows.append({'step': f"05 {x['judge']}, labelled pairs", 'result': ci(x)})

@@ -110,6 +110,9 @@ def check_smoke_run(tmp_path):
     assert '07 positive control (DPO on minimal pairs), mention rate, Pink Elephant, validation entities' in report
     assert '_Not run' not in report and '04 positive control, dpf alone' in report and '→' in report
     assert '07 mention rate, Pink Elephant, unseen entities, instructed' in report
+    # each GenRM control under its own name (this smaller run trains both; the smoke recipe only the refusal cue)
+    assert all(f'05 positive control, GenRM, {c}, held-out accuracy' in report
+               for c in ('dpf alone', 'dpf, rejected a refusal'))
     assert all((tmp_path/'figures'/f'{f}.png').exists() for f in ('reward_accuracy', 'judge_accuracy', 'win_rates', 'mention_rates'))
 
 def check_run_folder(out):
