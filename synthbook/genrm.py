@@ -321,9 +321,9 @@ FORMAT_CHAINS, FORMAT_EPOCHS, FORMAT_LEARNING_RATE = 4, 3, 5e-4  # from a pilot 
 
 def format_rows(items:list[tuple], chains:list[list[dict]], system:str, tokenizer,
                 max_tokens:int=FORMAT_SENTENCE_TOKENS) -> list[dict]:
-    ("SFT rows that teach the answer's shape, not the labels: each chain's first sentence, where it ends within "
-     "`max_tokens` tokens, then `Verdict: [[X]]` with the chain's own vote; and the same sentence with the answers "
-     "swapped and the other letter, so that the lesson teaches no position either.")
+    ("SFT rows that teach the answer's shape, not the labels: per comparison, the first sentence of its first chain "
+     "whose first sentence ends within `max_tokens` tokens, then `Verdict: [[X]]` with that chain's own vote; and the "
+     "same sentence with the answers swapped and the other letter, so that the lesson teaches no position either.")
     other = {'A': 'B', 'B': 'A'}
     rows = []
     for (prompt, a, b, label), item_chains in zip(items, chains, strict=True):
@@ -333,6 +333,7 @@ def format_rows(items:list[tuple], chains:list[list[dict]], system:str, tokenize
                 sentence = m.group(1).strip()
                 rows += [sft_row((prompt, a, b, label), chain_text(sentence, c['verdict']), system),
                          sft_row((prompt, b, a, other[label]), chain_text(sentence, other[c['verdict']]), system)]
+                break  # one example per comparison: more of the same comparison only lengthen the lesson
     return rows
 
 # %% ../nbs/05_generative_reward_models.ipynb #d06dbc47
