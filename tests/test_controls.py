@@ -48,9 +48,11 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # 0.462 -> 0.288 (n=52) at the defaults; 0.567 -> 0.467 in smoke (51 DPF training pairs), on the limit again. With
 # DPO's decoder layers compiled (chapter 06's reference_in_training_graph), at the defaults: 0.462 -> 0.308 (9 stopped,
 # 1 started, p = 0.022); in smoke 0.567 -> 0.500 (3 stopped, 1 started), within the limit; with the smoke recipe's 2
-# passes of the control (3 before), 0.567 -> 0.467 (6 stopped, 3 started), on the limit
+# passes of the control (3 before), 0.567 -> 0.467 (6 stopped, 3 started), on the limit; on an AMD EPYC, 0.567 -> 0.400
+# in smoke with 2 passes (6 stopped, 1 started)
 @pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
-                          '(defaults, Intel); in smoke 0.567 -> 0.467 with 2 passes (0.500 with 3)', strict=False)
+                          '(defaults, Intel); in smoke 0.567 -> 0.467 with 2 passes (0.500 with 3), 0.567 -> 0.400 '
+                          'on AMD', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -64,7 +66,8 @@ def bt_control(metrics, method:str) -> dict:
 # 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33). With the smoke recipe's sampled originals
 # (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54). On an Intel Xeon with AMX (the
 # committed outputs): 1.000 [0.929, 1.000] (n=50) over 51 pairs in smoke, but 0.889 [0.788, 0.945] (n=63) over 61 at
-# the defaults, below 0.90: the threshold is not met on every run
+# the defaults, below 0.90: the threshold is not met on every run. The current smoke recipe on an AMD EPYC: 0.907
+# [0.801, 0.960] (n=54) over 52 pairs
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
@@ -105,7 +108,10 @@ def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
 
 # before the mirrored format lesson: in smoke runs STaR-SFT 0.292 / 0.125 and 0.208 / 0.125, STaR-DPO 0.208 / 0.250 and
 # 0.083 / 0.167; at the defaults STaR-SFT 0.031 / 0.031 and STaR-DPO 0.219 / 0.156. Mirrored, on an Intel Xeon with AMX:
-# STaR-SFT 0.083 / 0.000 and STaR-DPO 0.083 / 0.000 in smoke, 0.062 / 0.000 and 0.094 / 0.031 at the defaults
+# STaR-SFT 0.083 / 0.000 and STaR-DPO 0.083 / 0.000 in smoke, 0.062 / 0.000 and 0.094 / 0.031 at the defaults. On an
+# AMD EPYC in smoke: STaR-SFT 0.000 / 0.083, STaR-DPO 0.042 / 0.208 (5 of 24 labelled chains, past the limit), though
+# the same judge wrote all 32 chains on the 16 training pairs no judge trained on; with an SFT term (weight 1) beside
+# STaR-DPO's loss, the same 0.042 / 0.208
 @pytest.mark.parametrize('judge', ['STaR-SFT', 'STaR-DPO'])
 def test_star_judges_write_their_verdict(metrics, judge):
     for row in comparison_rows(metrics, judge):
