@@ -64,6 +64,7 @@ class Config:
     prompt_split: str = 'train'  # split, for a datasets id
     prompt_column: str = 'prompt'  # column holding the prompt, for a datasets id
     n_prompts: int = 48  # prompts drawn from the source, 0 means all
+    prompt_instruction: str = ''  # a line added to the end of every prompt of the run (a length limit, say)
     heldout_fraction: float = 0.25  # share of prompts, and of Pink Elephant entities, never trained on
     pink_elephant_entities: int = 0  # entities drawn from the Pink Elephant set, 2 prompts each, 0 means all
     seen_entity_heldout: float = 0.5  # share of trained-on entities that hold one prompt out, for a test on them

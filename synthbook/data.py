@@ -14,7 +14,8 @@ from .core import PAIR_METHODS, Config
 __all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages',
            'text_of', 'check_messages', 'check_prompt', 'check_pair', 'read_jsonl', 'write_jsonl',
            'to_dataset', 'from_dataset', 'asset_path', 'unit_hash', 'sample_rows', 'load_prompts',
-           'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'load_pairs', 'pairs_of']
+           'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'load_pairs', 'pairs_of',
+           'with_instruction']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):
@@ -261,3 +262,18 @@ def pairs_of(pairs:list[dict], methods:list[str], where:str='pairs') -> list[dic
     out = [p for p in pairs if p.get('method') in methods]
     if not out: raise DataError(f"{where} has no pairs of method {', '.join(methods)}")
     return out  # a known method with no pairs this run is no error: a run's table shows it as 0
+
+# %% ../nbs/01_data.ipynb #9920aa31
+def with_instruction(rows:list[dict],  # prompt rows
+                     instruction:str='',  # the line to add, '' for none
+                    ) -> list[dict]:
+    "New rows whose prompt ends in `instruction` on a line of its own; in chat messages, the last user turn does."
+    if not instruction: return rows
+    def add(prompt, row_number):
+        if not is_messages(prompt): return f"{prompt}\n{instruction}"
+        users = [i for i, m in enumerate(prompt) if m['role'] == 'user']
+        if not users: raise DataError(f"prompt row {row_number} has no user turn to add the instruction to")
+        last = users[-1]
+        return [m | {'content': f"{m['content']}\n{instruction}"} if i == last else m for i, m in enumerate(prompt)]
+    return [r | {'prompt': add(r['prompt'], n)} for n, r in enumerate(rows, 1)]
+

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 from .core import Config, load_model_from, write_json
-from .data import DataError, check_pair, is_messages, load_prompts_from, split_rows, text_of, write_jsonl
+from .data import (DataError, check_pair, is_messages, load_prompts_from, split_rows, text_of,
+                            with_instruction, write_jsonl)
 from .generate import (Backend, as_messages, common_prefix_length, forward_after_prefix, make_backend,
                                 prefix_cache)
 
@@ -168,13 +169,15 @@ def contrast_pairs(prompts:list[dict],  # prompt rows, with a `split` field
 # %% ../nbs/03_synthetic_feedback.ipynb #e08cf25a
 def control_prompts(cfg:Config) -> list[dict]:
     ("The held-out share of the `almost_control_prompts` prompts that `load_prompts` ranks after the run's "
-     "`n_prompts`, marked held out: new prompts for chapter 04's ALMoST control, none of them one of the run's own.")
+     "`n_prompts`, marked held out and ending in `prompt_instruction` as the run's do: new prompts for chapter 04's "
+     "ALMoST control, none of them one of the run's own.")
     if not cfg.almost_control_prompts: return []
     try: rows = load_prompts_from(cfg, n=cfg.n_prompts + cfg.almost_control_prompts)[cfg.n_prompts:]
     except DataError as e:
         asked = f"almost_control_prompts {cfg.almost_control_prompts} with n_prompts {cfg.n_prompts}"
         raise DataError(f"{asked}: {e}") from None
-    return [r | {'split': 'heldout'} for r in split_rows(rows, cfg.heldout_fraction, cfg.seed)[1]]
+    heldout = split_rows(rows, cfg.heldout_fraction, cfg.seed)[1]
+    return [r | {'split': 'heldout'} for r in with_instruction(heldout, cfg.prompt_instruction)]
 
 # %% ../nbs/03_synthetic_feedback.ipynb #a0164917
 JUDGE_SYSTEM = (  # MT-Bench's pairwise judge prompt (Zheng et al. 2023) without the tie option, as in RewardBench

@@ -204,3 +204,8 @@ def test_write_pairs_removes_stale_split_and_cards_empty_methods(tmp_path):
     assert '| pairs out | 1 |' in card and '| position bias | n/a |' in card and '**Chosen**: yes' in card
     write_pairs('rlaif', [], qa_row('rlaif', [], 4, ties=4), {}, tmp_path)
     assert '## No pairs' in (tmp_path/'rlaif.md').read_text() and not list(tmp_path.glob('rlaif_*.jsonl'))
+
+def test_control_prompts_end_in_the_runs_prompt_instruction(tmp_path):
+    cfg = Config(run_dir=str(tmp_path), n_prompts=48, almost_control_prompts=160)
+    plain, asked = control_prompts(cfg), control_prompts(replace(cfg, prompt_instruction='Be brief.'))
+    assert [r['prompt'] for r in asked] == [r['prompt'] + '\nBe brief.' for r in plain]
