@@ -58,14 +58,13 @@ def test_prompt_instruction_ends_every_prompt_chapter_01_writes(tmp_path):
     import synthbook.run as run
     from synthbook.core import Config
     from synthbook.data import read_jsonl
-    plain, asked = tmp_path/'plain', tmp_path/'asked'
-    for out, line in ((plain, ''), (asked, 'Be concise: answer in at most 50 words.')):
+    plain, asked, line = tmp_path/'plain', tmp_path/'asked', 'Be concise: answer in at most 50 words.'
+    for out, instruction in ((plain, ''), (asked, line)):
         cfg = Config(name='p', run_dir=str(out), stages=['01_data'], n_prompts=8, pink_elephant_entities=8,
-                     prompt_instruction=line)
+                     prompt_instruction=instruction)
         run.run_chain(cfg, log=lambda s: None)
     files = sorted(p.name for p in plain.glob('*.jsonl'))
     assert 'prompts_train.jsonl' in files and 'pink_elephants_heldout.jsonl' in files
     for name in files:  # the same rows in the same splits, each prompt one line longer
         before, after = read_jsonl(plain/name, kind='prompts'), read_jsonl(asked/name, kind='prompts')
-        line = '\nBe concise: answer in at most 50 words.'
-        assert [r | {'prompt': r['prompt'] + line} for r in before] == after, name
+        assert [r | {'prompt': f"{r['prompt']}\n{line}"} for r in before] == after, name
