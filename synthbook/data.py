@@ -15,7 +15,7 @@ __all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SE
            'text_of', 'check_messages', 'check_prompt', 'check_pair', 'read_jsonl', 'write_jsonl',
            'to_dataset', 'from_dataset', 'asset_path', 'unit_hash', 'sample_rows', 'load_prompts',
            'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'load_pairs', 'pairs_of',
-           'with_instruction']
+           'with_instruction', 'labelled_pairs']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):
@@ -277,3 +277,9 @@ def with_instruction(rows:list[dict],  # prompt rows
         return [m | {'content': f"{m['content']}\n{instruction}"} if i == last else m for i, m in enumerate(prompt)]
     return [r | {'prompt': add(r['prompt'], n)} for n, r in enumerate(rows, 1)]
 
+
+# %% ../nbs/01_data.ipynb #c4a9e5f1
+def labelled_pairs(cfg:Config) -> list[dict]:
+    ("The run's labelled pairs: `eval_pairs` sampled to `n_eval_pairs`, each prompt ending in `prompt_instruction` "
+     "as every prompt of the run does.")
+    return with_instruction(load_pairs(cfg.eval_pairs, n=cfg.n_eval_pairs, seed=cfg.seed), cfg.prompt_instruction)

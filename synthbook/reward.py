@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 from .core import (Config, load_adapter, load_model, quiet, save_adapter, training_args, training_kernels,
                             unwrap_autocast, write_json)
-from .data import DataError, load_pairs, pairs_of, text_of
+from .data import DataError, labelled_pairs, pairs_of, text_of
 from .feedback import Judge, PromptedJudge, RatingScorer, Scorer, judge_both_orders, verdict_of
 from .generate import as_conversation, as_messages, token_lengths
 

@@ -29,6 +29,8 @@ def test_dpo_control_lowers_the_instructed_mention_rate(metrics, entities, drop,
     assert abs(told['words after'] - told['words before']) <= 0.3 * told['words before'], told  # no shorter answers
     assert told['empty after'] == 0, told
 
+# with the smoke recipe's prompt_instruction on an AMD EPYC: 0.354 -> 0.396 with 2 passes, 0.354 -> 0.458 with 3 (3
+# stopped, 8 started, p = 0.23: a rise of 0.104, past the limit by one prompt in 48)
 def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
     untold = control_row(metrics, 'unseen entities, no instruction')  # avoidance on request, not a forgotten entity
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -49,10 +51,11 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # DPO's decoder layers compiled (chapter 06's reference_in_training_graph), at the defaults: 0.462 -> 0.308 (9 stopped,
 # 1 started, p = 0.022); in smoke 0.567 -> 0.500 (3 stopped, 1 started), within the limit; with the smoke recipe's 2
 # passes of the control (3 before), 0.567 -> 0.467 (6 stopped, 3 started), on the limit; on an AMD EPYC, 0.567 -> 0.400
-# in smoke with 2 passes (6 stopped, 1 started)
-@pytest.mark.xfail(reason='the control drops seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
+# in smoke with 2 passes (6 stopped, 1 started). With the smoke recipe's prompt_instruction, on an AMD EPYC, the seen
+# entities' untold rate rises instead: 0.300 -> 0.400 with 2 passes, 0.300 -> 0.433 with 3 (2 stopped, 6 started)
+@pytest.mark.xfail(reason='the control moves seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
                           '(defaults, Intel); in smoke 0.567 -> 0.467 with 2 passes (0.500 with 3), 0.567 -> 0.400 '
-                          'on AMD', strict=False)
+                          'on AMD; with prompt_instruction 0.300 -> 0.433 (smoke, AMD)', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -66,8 +69,9 @@ def bt_control(metrics, method:str) -> dict:
 # 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33). With the smoke recipe's sampled originals
 # (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54). On an Intel Xeon with AMX (the
 # committed outputs): 1.000 [0.929, 1.000] (n=50) over 51 pairs in smoke, but 0.889 [0.788, 0.945] (n=63) over 61 at
-# the defaults, below 0.90: the threshold is not met on every run. The current smoke recipe on an AMD EPYC: 0.907
-# [0.801, 0.960] (n=54) over 52 pairs
+# the defaults, below 0.90: the threshold is not met on every run. The smoke recipe on an AMD EPYC: 0.907
+# [0.801, 0.960] (n=54) over 52 pairs; with its prompt_instruction (most answers then end): 0.978 [0.887, 0.996] (n=46)
+# over 42
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
@@ -75,7 +79,8 @@ def test_reward_model_control_on_dpf_pairs(metrics):
 # on the run's 13 or 14 held-out contrast pairs alone: 0.923 and 0.538 in two runs that differed only in the generation
 # batch, 0.786 after six passes (its untrained head: 0.786 too). With chapter 03's control prompts
 # (almost_control_prompts): 0.760 [0.626, 0.857], n=50, in a smoke run (untrained 0.700); 0.750 [0.612, 0.851], n=48,
-# at the notebooks' defaults (untrained 0.729). On an Intel Xeon with AMX: 0.809 [0.675, 0.896], n=47, untrained 0.489,
+# at the notebooks' defaults (untrained 0.729); with the smoke recipe's prompt_instruction on an AMD EPYC, 0.727
+# [0.582, 0.837], n=44 (untrained 0.455). On an Intel Xeon with AMX: 0.809 [0.675, 0.896], n=47, untrained 0.489,
 # in smoke; 0.729 [0.590, 0.834], n=48, untrained 0.458, at the defaults (the committed outputs)
 def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
@@ -91,7 +96,8 @@ def test_genrm_control_beats_chance_without_position_bias(metrics):
 
 # the refusal cue, where the DPF rule stays at chance: 1.000 [0.916, 1.000], position bias 0.00, n=42, in a smoke run
 # (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187); on an Intel Xeon with AMX
-# 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159)
+# 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159); with the smoke recipe's prompt_instruction on an AMD
+# EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304)
 def test_genrm_control_learns_a_cue_it_can_read(metrics):
     c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
@@ -111,7 +117,10 @@ def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
 # STaR-SFT 0.083 / 0.000 and STaR-DPO 0.083 / 0.000 in smoke, 0.062 / 0.000 and 0.094 / 0.031 at the defaults. On an
 # AMD EPYC in smoke: STaR-SFT 0.000 / 0.083, STaR-DPO 0.042 / 0.208 (5 of 24 labelled chains, past the limit), though
 # the same judge wrote all 32 chains on the 16 training pairs no judge trained on; with an SFT term (weight 1) beside
-# STaR-DPO's loss, the same 0.042 / 0.208
+# STaR-DPO's loss, the same 0.042 / 0.208. With the smoke recipe's prompt_instruction, on bare labelled questions:
+# CoT-GenRM 0.083 / 0.375, STaR-SFT 0.042 / 0.208, STaR-DPO 0.125 / 0.333 (judges trained on questions that end in the
+# line wrote past their budget on questions that do not); with the labelled questions ending in it too
+# (labelled_pairs): 0.083 / 0.042, 0.042 / 0.000 and 0.125 / 0.000
 @pytest.mark.parametrize('judge', ['STaR-SFT', 'STaR-DPO'])
 def test_star_judges_write_their_verdict(metrics, judge):
     for row in comparison_rows(metrics, judge):
@@ -121,7 +130,8 @@ def test_star_judges_write_their_verdict(metrics, judge):
 # training pairs: a pair needs a right and a wrong chain of one comparison, and the format-taught judge wrote nearly one
 # letter (67 of the 74 rows of one run's format lesson ended in [[A]], each chain's own vote; its chains voted A in 0.95
 # of them). With the lesson mirrored and STaR sampling on at least STAR_MIN_PAIRS (24) pairs, on an Intel Xeon with AMX:
-# 63 pairs from 48 comparisons in smoke; 239 from 186 at the defaults (92 before, on AMD)
+# 63 pairs from 48 comparisons in smoke; 239 from 186 at the defaults (92 before, on AMD); with the smoke recipe's
+# prompt_instruction on an AMD EPYC, 58 from 48
 def test_star_dpo_trains_on_50_pairs(metrics):
     star_dpo = [r for r in metrics['genrm_stats']['star_rounds'] if r['judge'] == 'STaR-DPO']
     assert sum(r['training rows'] for r in star_dpo) >= 50, star_dpo

@@ -1,7 +1,8 @@
 import json, re
 import pytest
+from synthbook.core import Config
 from synthbook.data import (DataError, read_jsonl, write_jsonl, check_pair, to_dataset, from_dataset, load_prompts,
-                            split_rows, sample_rows)
+                            split_rows, sample_rows, load_pairs, labelled_pairs)
 from conftest import SHARED
 
 PAIR = dict(prompt='p', chosen='good answer', rejected='bad answer')
@@ -114,3 +115,16 @@ def test_hub_prompt_source_failure_is_one_line(monkeypatch):
     def boom(src, split): raise ConnectionError('no network\nlong trace')
     monkeypatch.setattr(datasets, 'load_dataset', boom)
     with pytest.raises(DataError, match=r"^could not load prompts 'org/set' split 'train': no network$"): load_prompts('org/set')
+
+def test_labelled_pairs_end_in_the_runs_line_and_keep_their_answers(tmp_path):
+    rows = [dict(prompt='Capital of France?', chosen='Paris.', rejected='Lyon.'),
+            dict(prompt=[{'role': 'user', 'content': '2 + 2?'}], chosen='4', rejected='5')]
+    path = lines(tmp_path, *rows)
+    line = 'Answer in one sentence.'
+    got = labelled_pairs(Config(eval_pairs=str(path), prompt_instruction=line))
+    assert [p['prompt'] for p in got] == ['Capital of France?\nAnswer in one sentence.',
+                                          [{'role': 'user', 'content': '2 + 2?\nAnswer in one sentence.'}]]
+    assert [(p['chosen'], p['rejected']) for p in got] == [('Paris.', 'Lyon.'), ('4', '5')]
+    assert labelled_pairs(Config(eval_pairs=str(path))) == load_pairs(str(path))
+    shipped = labelled_pairs(Config(n_eval_pairs=6, prompt_instruction=line))  # sampled as load_pairs samples
+    assert [p['chosen'] for p in shipped] == [p['chosen'] for p in load_pairs(n=6)]
