@@ -277,7 +277,6 @@ def with_instruction(rows:list[dict],  # prompt rows
         return [m | {'content': f"{m['content']}\n{instruction}"} if i == last else m for i, m in enumerate(prompt)]
     return [r | {'prompt': add(r['prompt'], n)} for n, r in enumerate(rows, 1)]
 
-
 # %% ../nbs/01_data.ipynb #c4a9e5f1
 def labelled_pairs(cfg:Config) -> list[dict]:
     ("The run's labelled pairs: `eval_pairs` sampled to `n_eval_pairs`, each prompt ending in `prompt_instruction` "
