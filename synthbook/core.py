@@ -129,6 +129,7 @@ class Config:
     dpo_control_learning_rate: float = 5e-4  # chosen on the validation entities, never on the test sets
     dpo_control_sft_weight: float = 1.0  # the control's SFT term on its chosen responses
     dpo_control_mirrors: int = 2  # copies of each no-instruction pair, which keep the entity where no one asked
+    dpo_control_pairs: int = 0  # most DPF training pairs the control learns from, drawn by seed, 0 means all
     global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps
     device_batch_size: int = 1  # pairs per forward pass on one device; above 1, grouped by length (chapter 06)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
@@ -225,7 +226,8 @@ RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 
           'star_samples': '[1, inf)', 'star_iterations': '[1, inf)', 'star_dpo_beta': '(0, inf)',
           'dpo_train_pairs': '[0, inf)', 'dpo_beta': '(0, inf)', 'dpo_sft_weight': '[0, inf)', 'dpo_epochs': '[1, inf)',
           'dpo_learning_rate': '(0, inf)', 'dpo_control_epochs': '[1, inf)', 'dpo_control_learning_rate': '(0, inf)',
-          'dpo_control_sft_weight': '[0, inf)', 'dpo_control_mirrors': '[1, inf)', 'global_batch_size': '[1, inf)',
+          'dpo_control_sft_weight': '[0, inf)', 'dpo_control_mirrors': '[1, inf)', 'dpo_control_pairs': '[0, inf)',
+          'global_batch_size': '[1, inf)',
           'device_batch_size': '[1, inf)', 'checkpoint_steps': '[0, inf)', 'num_processes': '[1, inf)'}
 # every enumeration's allowed values; a list field takes any of them, each once
 CHOICES = {'dtype': ['auto', 'bfloat16', 'float16', 'float32'], 'device': ['auto', 'cpu', 'cuda'],

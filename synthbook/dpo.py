@@ -262,14 +262,16 @@ def _answer(text:str) -> list[dict]: return [{'role': 'assistant', 'content': te
 
 def minimal_pairs(pairs:list[dict],  # chapter 03's pairs of one split; only the DPF ones are used
                   mirrors:int=1,  # copies of each pair without the instruction
+                  n:int=0,  # most DPF pairs to use, drawn by `seed`; 0 means all
+                  seed:int=0,
                  ) -> list[dict]:
     ("Pairs per DPF pair that differ only in the avoided entity: with the instruction, the original with every "
      "mention replaced by the preferred entity beats the original; without it (`mirrors` copies), the original beats "
-     "the replacement.")
+     "the replacement. With `n`, only that many of the DPF pairs (fewer where the matcher finds nothing to swap).")
     from synthbook.feedback import mentions_avoided, substitute
+    dpf = [p for p in pairs if p.get('method') == 'dpf']
     out = []
-    for p in pairs:
-        if p.get('method') != 'dpf': continue
+    for p in sample_rows(dpf, min(n, len(dpf)), seed, key='chosen'):
         original = p['rejected'][-1]['content']
         replaced = substitute(original, p['meta'])
         if mentions_avoided(replaced, p['meta']) or replaced == original: continue  # the matcher found nothing to swap
@@ -283,13 +285,14 @@ def minimal_pairs(pairs:list[dict],  # chapter 03's pairs of one split; only the
 # %% ../nbs/06_dpo.ipynb #8fae20e4
 def train_control(cfg:Config, progress:bool=False) -> dict:
     ("The positive control: `train_policy` on the run's DPF minimal pairs with the control's epochs, learning rate, "
-     "SFT weight and mirrors (on training pairs only), in `<run>/control/`; returns its figures.")
+     "SFT weight, mirrors and number of pairs (on training pairs only), in `<run>/control/`; returns its figures.")
     from dataclasses import replace
     from synthbook.data import read_jsonl, write_jsonl
     folder = cfg.out/'control'
     for split in ('train', 'heldout'):
-        mirrors = cfg.dpo_control_mirrors if split == 'train' else 1  # held-out pairs are counted once each
-        pairs = minimal_pairs(read_jsonl(cfg.out/f'pairs_{split}.jsonl'), mirrors)
+        rows = read_jsonl(cfg.out/f'pairs_{split}.jsonl')
+        if split == 'train': pairs = minimal_pairs(rows, cfg.dpo_control_mirrors, cfg.dpo_control_pairs, cfg.seed)
+        else: pairs = minimal_pairs(rows)  # held-out pairs: each counted once, all of them
         if not pairs and split == 'train':
             raise DataError(f"{cfg.out/'pairs_train.jsonl'}: no DPF pair to make minimal pairs of, for the control")
         if pairs: write_jsonl(pairs, folder/f'pairs_{split}.jsonl', overwrite=True)

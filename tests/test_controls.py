@@ -29,8 +29,9 @@ def test_dpo_control_lowers_the_instructed_mention_rate(metrics, entities, drop,
     assert abs(told['words after'] - told['words before']) <= 0.3 * told['words before'], told  # no shorter answers
     assert told['empty after'] == 0, told
 
-# with the smoke recipe's prompt_instruction on an AMD EPYC: 0.354 -> 0.396 with 2 passes, 0.354 -> 0.458 with 3 (3
-# stopped, 8 started, p = 0.23: a rise of 0.104, past the limit by one prompt in 48)
+# with the smoke recipe's prompt_instruction on an AMD EPYC, at the notebooks' learning rate 5e-4: 0.354 -> 0.396 with 2
+# passes, 0.354 -> 0.458 with 3 (3 stopped, 8 started, p = 0.23: a rise of 0.104, past the limit by one prompt in 48);
+# at the recipe's 1e-3 and 2 passes, chosen on the validation entities (chapter 07's sweep): 0.354 -> 0.354 (4 / 4)
 def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
     untold = control_row(metrics, 'unseen entities, no instruction')  # avoidance on request, not a forgotten entity
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -52,10 +53,11 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # 1 started, p = 0.022); in smoke 0.567 -> 0.500 (3 stopped, 1 started), within the limit; with the smoke recipe's 2
 # passes of the control (3 before), 0.567 -> 0.467 (6 stopped, 3 started), on the limit; on an AMD EPYC, 0.567 -> 0.400
 # in smoke with 2 passes (6 stopped, 1 started). With the smoke recipe's prompt_instruction, on an AMD EPYC, the seen
-# entities' untold rate rises instead: 0.300 -> 0.400 with 2 passes, 0.300 -> 0.433 with 3 (2 stopped, 6 started)
+# entities' untold rate rises instead: 0.300 -> 0.400 with 2 passes, 0.300 -> 0.433 with 3 (2 stopped, 6 started), and
+# 0.300 -> 0.433 at the recipe's learning rate 1e-3 and 2 passes (1 stopped, 5 started, p = 0.22)
 @pytest.mark.xfail(reason='the control moves seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
                           '(defaults, Intel); in smoke 0.567 -> 0.467 with 2 passes (0.500 with 3), 0.567 -> 0.400 '
-                          'on AMD; with prompt_instruction 0.300 -> 0.433 (smoke, AMD)', strict=False)
+                          'on AMD; with prompt_instruction 0.300 -> 0.433 (smoke, AMD, 5e-4 and 1e-3)', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold

@@ -53,6 +53,13 @@ def test_minimal_pairs_swap_only_the_name_and_repeat_the_mirror():
     assert all(p['prompt'] == [m for m in dpf['prompt'] if m['role'] == 'user'] for p in untold)
     assert all((p['chosen'], p['rejected']) == (told['rejected'], told['chosen']) for p in untold)
     assert len(minimal_pairs([dpf])) == 2
+    many = [make_pair(row | {'prompt': f'Which phone, {i}?'}, 'Any phone works.', f'Apple, model {i}.', 'dpf',
+                      system=principle_of(row), avoid='Apple', prefer='Fairphone') for i in range(6)]
+    some = minimal_pairs(many + [PAIRS[0]], mirrors=1, n=3, seed=0)  # 3 of the 6 DPF pairs, not the ALMoST one
+    told = [p['prompt'][-1]['content'] for p in some if p['meta']['minimal'] == 'instructed']
+    assert len(some) == 6 and len(set(told)) == 3
+    assert told == [p['prompt'][-1]['content'] for p in minimal_pairs(many, 1, 3, 0)[::2]]  # the same 3 for a seed
+    assert len(minimal_pairs(many, n=50)) == 12  # at most what there is
 
 def test_lora_dpo_moves_the_margin_and_reloads(tmp_path):
     cfg = tiny(dpo_learning_rate=5e-3, dpo_epochs=4, global_batch_size=4, device_batch_size=2, dpo_beta=0.5)
