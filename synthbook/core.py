@@ -108,6 +108,7 @@ class Config:
     judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
     judge_batch_size: int = 8  # examples per optimisation step of a judge
     judge_control_epochs: int = 3  # epochs of GenRM's control on the DPF rule, 0 skips it (not the refusal cue)
+    judge_control_full: bool = False  # GenRM's DPF-rule control trains every weight (fp32) instead of LoRA adapters
     cot_samples: int = 1  # rationales per order for a chain-of-thought verdict, the k of majority voting
     cot_max_new_tokens: int = 32  # tokens of rationale, the verdict gets 8 more
     cot_temperature: float = 1.0  # sampling temperature of rationales

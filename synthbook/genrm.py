@@ -6,10 +6,10 @@ Docs: https://synthbook.github.io/synthbook/generative_reward_models.html.md"""
 
 # %% ../nbs/05_generative_reward_models.ipynb #cc2d4993
 from __future__ import annotations
-import math, re, time
+import copy, math, re, time
 from pathlib import Path
 import numpy as np, torch
-from .core import (Config, add_lora, load_adapter, load_model, plain_copy, quiet, save_adapter,
+from .core import (Config, add_lora, load_adapter, load_model, pick_dtype, plain_copy, quiet, save_adapter,
                             training_args, training_kernels, unwrap_autocast, write_json)
 from .data import DataError, pairs_of, sample_rows, text_of
 from .feedback import (JUDGE_SYSTEM, JUDGE_TEMPLATE, VERDICT_PREFIX, Judge, PromptedJudge, judge_both_orders,
@@ -19,13 +19,14 @@ from .reward import accuracy_row, credit
 
 # %% auto #0
 __all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'REFUSAL', 'CUE_EPOCHS', 'CUE_LEARNING_RATE',
-           'CUE_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_CHAINS', 'FORMAT_EPOCHS',
-           'FORMAT_LEARNING_RATE', 'STAR_MIN_PAIRS', 'oriented', 'both_orders', 'one_order_each',
-           'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile',
-           'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge',
-           'fresh_judge_from', 'train_judge_sft', 'with_refusals', 'genrm_control', 'split_chain', 'CoTJudge',
-           'format_rows', 'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows',
-           'star_summary', 'train_judge_dpo', 'star_pairs', 'save_judge', 'load_judge']
+           'CUE_BATCH_SIZE', 'FULL_LEARNING_RATE', 'FULL_BATCH_SIZE', 'VERDICT_ROOM',
+           'FORMAT_SENTENCE_TOKENS', 'FORMAT_CHAINS', 'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE',
+           'STAR_MIN_PAIRS', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
+           'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
+           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge', 'fresh_judge_from',
+           'train_judge_sft', 'with_refusals', 'genrm_control', 'split_chain', 'CoTJudge', 'format_rows',
+           'hint_conversation', 'star_records', 'star_sft_rows', 'star_dpo_rows', 'star_summary',
+           'train_judge_dpo', 'star_pairs', 'save_judge', 'load_judge']
 
 # %% ../nbs/05_generative_reward_models.ipynb #e3ca5570
 def oriented(pair:dict, swap:bool=False) -> tuple:
@@ -213,14 +214,16 @@ def _fit(model, build):
     return trainer
 
 def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, learning_rate:float=2e-4,
-                    batch_size:int=8, seed:int=0, progress:bool=True):
+                    batch_size:int=8, seed:int=0, progress:bool=True,
+                    **kw,  # more `SFTConfig` arguments, e.g. bf16=True for fp32 weights with bf16 matmuls
+                   ):
     ("Fine-tune `model` on prompt-completion `rows` with TRL's `SFTTrainer` (loss on the completion only); "
      "returns the trainer.")
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
     if not rows: raise DataError("no examples to fine-tune the judge on")
-    args = training_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress, max_length=None,
-                         completion_only_loss=True)
+    args = training_args(SFTConfig, model, out, epochs, learning_rate, batch_size, seed, progress,
+                         **(dict(max_length=None, completion_only_loss=True) | kw))
     return _fit(model, lambda: SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                           processing_class=tokenizer))
 
@@ -238,24 +241,36 @@ def with_refusals(pairs:list[dict]) -> list[dict]:
     return [p | {'rejected': refusal(p['rejected'])} for p in pairs]
 
 # %% ../nbs/05_generative_reward_models.ipynb #2f4d18e8
+# every weight trained (judge_control_full): learning rate and batch from a pilot on the smoke recipe's DPF training
+# pairs split in two by entity (20 pairs to train on, 22 to read): 20 passes of 1e-4 in batches of 4 read 0.932
+# [0.751, 0.984] with position bias 0.09 (1.000 on its own 20); 10 passes 0.614 with 68 % ties; 10 passes of 2e-4 did
+# not fit its own pairs (0.525)
+FULL_LEARNING_RATE, FULL_BATCH_SIZE = 1e-4, 4
+
 def genrm_control(cfg:Config, method:str, train:list[dict], heldout:list[dict], system:str, epochs:int,
-                  learning_rate:float|None=None, batch_size:int|None=None, refusals:bool=False) -> tuple[dict, dict]:
+                  learning_rate:float|None=None, batch_size:int|None=None, refusals:bool=False,
+                  full:bool=False,  # train every weight, kept in fp32, instead of a LoRA adapter
+                 ) -> tuple[dict, dict]:
     ("GenRM fine-tuned on `method`'s training pairs alone, both orders, for `epochs` (at the judges' learning rate and "
      "batch unless given): its rows on `method`'s held-out pairs before and after training. `refusals` replaces every "
      "rejected response by `REFUSAL` in both sets.")
     tr, ho = pairs_of(train, [method], 'training pairs'), pairs_of(heldout, [method], 'held-out pairs')
     if refusals: tr, ho = with_refusals(tr), with_refusals(ho)
     variant = f'{method}, rejected a refusal' if refusals else method
-    model, tok = fresh_judge_from(cfg)
+    # bf16 weights would round most of AdamW's small steps away: fp32 weights, and bf16 matmuls where the run uses bf16
+    model, tok = load_model(cfg.model, 'float32', cfg.device) if full else fresh_judge_from(cfg)
+    compute = pick_dtype(cfg.dtype, model.device.type)
+    readable = lambda m: copy.deepcopy(m).to(compute) if full else m  # read in the run's dtype, as the LoRA judges are
     sets = {f'held-out {variant}': ho}
-    before = PromptedJudge(plain_copy(model, with_adapter=False), tok, 'logits', batch_size=cfg.batch_size,
+    before = PromptedJudge(readable(plain_copy(model, with_adapter=False)), tok, 'logits', batch_size=cfg.batch_size,
                            system=system)
     before.name = 'untrained (the zero-shot judge)'
     untrained = evaluate_judge(before, sets, cfg.judge_tie_margin)[0]
     folder = cfg.out/'judge_controls'/(f'{method}_refusals' if refusals else method)
     train_judge_sft(model, tok, genrm_rows(tr, system), folder, epochs, learning_rate or cfg.judge_learning_rate,
-                    batch_size or cfg.judge_batch_size, cfg.seed, progress=False)
-    after = PromptedJudge(plain_copy(model), tok, 'logits', batch_size=cfg.batch_size, system=system)
+                    batch_size or cfg.judge_batch_size, cfg.seed, progress=False,
+                    **(dict(bf16=compute == torch.bfloat16) if full else {}))
+    after = PromptedJudge(readable(plain_copy(model)), tok, 'logits', batch_size=cfg.batch_size, system=system)
     after.name = f'GenRM, {variant}' if refusals else f'GenRM, {method} alone'
     trained = evaluate_judge(after, sets, cfg.judge_tie_margin)[0]
     return untrained | {'train pairs': 0}, trained | {'train pairs': len(tr)}

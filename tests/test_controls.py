@@ -88,13 +88,18 @@ def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
     assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c
 
-@pytest.mark.xfail(reason='GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, 0.657], position '
-                          'bias 0.95 (n=63, defaults); 0.590 [0.452, 0.715], 0.92 (n=50, smoke)', strict=False)
-def test_genrm_control_beats_chance_without_position_bias(metrics):
+# trained in full (judge_control_full, 10 passes at FULL_LEARNING_RATE), on a copy of an AMD smoke run's folder: 0.913
+# [0.797, 0.966], position bias 0.304 (14 of 46 pairs), untrained 0.489, Bradley-Terry 0.978 on the same pairs
+@pytest.mark.xfail(reason='with an adapter GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, '
+                          '0.657], position bias 0.95 (n=63, defaults); 0.590 [0.452, 0.715], 0.92 (n=50, smoke); '
+                          'trained in full, 0.913 with position bias 0.304, 0.065 below Bradley-Terry (n=46, smoke)',
+                   strict=False)
+def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_terry(metrics):
     rows = [r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone']
     if not rows: pytest.skip(f'{RUN}: GenRM was not trained on the DPF rule alone (judge_control_epochs 0)')
-    c = rows[0]
+    c, bt = rows[0], bt_control(metrics, 'dpf')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
+    assert abs(c['accuracy'] - bt['accuracy']) <= 0.05, (c, bt)  # the GenRM paper's in-domain parity
 
 # the refusal cue, where the DPF rule stays at chance: 1.000 [0.916, 1.000], position bias 0.00, n=42, in a smoke run
 # (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187); on an Intel Xeon with AMX

@@ -129,3 +129,25 @@ def test_genrm_control_trains_on_one_method_and_reads_its_held_out_pairs_both_wa
     assert (before['set'], after['set']) == ('held-out dpf, rejected a refusal',) * 2 and after['n'] == 3
     assert after['judge'] == 'GenRM, dpf, rejected a refusal' and after['train pairs'] == 4
     assert (tmp_path/'judge_controls'/'dpf_refusals').is_dir() and (tmp_path/'judge_controls'/'dpf').is_dir()
+
+def test_genrm_control_can_train_every_weight_in_fp32_and_reads_in_the_runs_dtype(tmp_path, monkeypatch):
+    from synthbook.core import Config
+    import synthbook.genrm as genrm
+    seen, train_sft = {}, genrm.train_judge_sft
+    def spy(model, *a, **kw):
+        params = list(model.parameters())
+        seen.update(dtypes={p.dtype for p in params}, frozen=sum(not p.requires_grad for p in params),
+                    peft=hasattr(model, 'peft_config'), kw=kw, first=params[0].detach().clone())
+        out = train_sft(model, *a, **kw)
+        seen['moved'] = (next(model.parameters()).detach() - seen['first']).abs().max().item()
+        return out
+    monkeypatch.setattr(genrm, 'train_judge_sft', spy)
+    cfg = Config(model=TINY_MODEL, device='cpu', dtype='bfloat16', run_dir=str(tmp_path))
+    pair = lambda i, split: make_pair({'prompt': f'Where can I watch films ({i})?'}, f'At a library ({i}).',
+                                      f'On Netflix ({i}).', 'dpf', system='Do not mention Netflix.', split=split)
+    before, after = genrm.genrm_control(cfg, 'dpf', [pair(i, 'train') for i in range(4)],
+                                        [pair(100 + i, 'heldout') for i in range(3)], 'Judge.', 1, 1e-3, 2, full=True)
+    # no adapter, nothing frozen, fp32 master weights with bf16 matmuls (the run's dtype), and the weights moved
+    assert seen['dtypes'] == {torch.float32} and seen['frozen'] == 0 and not seen['peft']
+    assert seen['kw']['bf16'] is True and seen['moved'] > 0
+    assert (before['n'], after['n'], after['train pairs'], after['judge']) == (3, 3, 4, 'GenRM, dpf alone')
