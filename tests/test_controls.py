@@ -11,11 +11,14 @@ RUN = os.environ.get('SYNTHBOOK_CONTROLS_RUN')
 pytestmark = pytest.mark.skipif(not RUN, reason='set SYNTHBOOK_CONTROLS_RUN to a finished run folder (make controls)')
 
 @pytest.fixture(scope='module')
-def metrics():
+def record():
     rec = json.loads((Path(RUN)/'run.json').read_text())
     assert rec['status'] == 'ok', f'{RUN}: not a finished run'
     assert rec['parameters']['model'] == 'smollm2-135m-instruct', f'{RUN}: not a run of the bundled model'
-    return rec['metrics']
+    return rec
+
+@pytest.fixture(scope='module')
+def metrics(record): return record['metrics']
 
 def p_of(row) -> float: return 0.0 if row['p (McNemar)'] == '< 1e-4' else row['p (McNemar)']
 
@@ -88,23 +91,25 @@ def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
     assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c
 
-# trained in full (judge_control_full, 10 passes at FULL_LEARNING_RATE), on a copy of an AMD smoke run's folder: 0.913
-# [0.797, 0.966], position bias 0.304 (14 of 46 pairs), untrained 0.489, Bradley-Terry 0.978 on the same pairs
-@pytest.mark.xfail(reason='with an adapter GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, '
-                          '0.657], position bias 0.95 (n=63, defaults); 0.590 [0.452, 0.715], 0.92 (n=50, smoke); '
-                          'trained in full, 0.913 with position bias 0.304, 0.065 below Bradley-Terry (n=46, smoke)',
-                   strict=False)
-def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_terry(metrics):
+# trained in full (judge_control_full) on a copy of an AMD smoke run's folder, 42 training pairs: 20 passes at
+# FULL_LEARNING_RATE 0.978 [0.887, 0.996], position bias 0.022 (1 of 46 pairs), no ties, Bradley-Terry 0.978 on the same
+# pairs; 10 passes 0.913 [0.797, 0.966], position bias 0.304, 0.065 below Bradley-Terry. Untrained: 0.489, 0.935
+ADAPTER_AT_CHANCE = ('with an adapter GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, 0.657], '
+                     'position bias 0.95 (n=63, defaults); 0.590 [0.452, 0.715], 0.92 (n=50, smoke)')
+
+def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_terry(record, metrics, request):
     rows = [r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone']
     if not rows: pytest.skip(f'{RUN}: GenRM was not trained on the DPF rule alone (judge_control_epochs 0)')
+    if not record['parameters'].get('judge_control_full', False):  # in full it must pass
+        request.applymarker(pytest.mark.xfail(reason=ADAPTER_AT_CHANCE, strict=False))
     c, bt = rows[0], bt_control(metrics, 'dpf')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
     assert abs(c['accuracy'] - bt['accuracy']) <= 0.05, (c, bt)  # the GenRM paper's in-domain parity
 
-# the refusal cue, where the DPF rule stays at chance: 1.000 [0.916, 1.000], position bias 0.00, n=42, in a smoke run
-# (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187); on an Intel Xeon with AMX
-# 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159); with the smoke recipe's prompt_instruction on an AMD
-# EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304)
+# the refusal cue, where the DPF rule with an adapter stays at chance: 1.000 [0.916, 1.000], position bias 0.00,
+# n=42, in a smoke run (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187); on
+# an Intel Xeon with AMX 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159); with the smoke recipe's
+# prompt_instruction on an AMD EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304)
 def test_genrm_control_learns_a_cue_it_can_read(metrics):
     c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
