@@ -130,7 +130,7 @@ def test_genrm_control_trains_on_one_method_and_reads_its_held_out_pairs_both_wa
     assert after['judge'] == 'GenRM, dpf, rejected a refusal' and after['train pairs'] == 4
     assert (tmp_path/'judge_controls'/'dpf_refusals').is_dir() and (tmp_path/'judge_controls'/'dpf').is_dir()
 
-def test_genrm_control_can_train_every_weight_in_fp32_and_reads_in_the_runs_dtype(tmp_path, monkeypatch):
+def test_genrm_control_can_train_every_weight_in_fp32_with_bf16_matmuls(tmp_path, monkeypatch):
     from synthbook.core import Config
     import synthbook.genrm as genrm
     seen, train_sft = {}, genrm.train_judge_sft
