@@ -64,14 +64,14 @@ class Config:
     prompt_split: str = 'train'  # split, for a datasets id
     prompt_column: str = 'prompt'  # column holding the prompt, for a datasets id
     n_prompts: int = 48  # prompts drawn from the source, 0 means all
-    prompt_instruction: str = ''  # a line added to the end of every prompt of the run (a length limit, say)
+    prompt_instruction: str = 'Be concise: answer in at most 50 words.'  # a line ending every prompt, '' for none
     heldout_fraction: float = 0.25  # share of prompts, and of Pink Elephant entities, never trained on
     pink_elephant_entities: int = 0  # entities drawn from the Pink Elephant set, 2 prompts each, 0 means all
     seen_entity_heldout: float = 0.5  # share of trained-on entities that hold one prompt out, for a test on them
     # share of Pink Elephant entities kept out of training and of the tests, to choose settings on
     validation_entities: float = 0.125  # Pink Elephant entities kept out of training and tests, to choose settings on
     backend: str = 'auto'  # generation backend: auto, transformers or vllm
-    batch_size: int = 16  # prompts per generation batch
+    batch_size: int = 32  # prompts per generation batch
     max_new_tokens: int = 64  # new tokens per response
     temperature: float = 0.7  # sampling temperature, 0 means greedy
     top_p: float = 0.95  # nucleus sampling mass
@@ -126,13 +126,13 @@ class Config:
     dpo_epochs: int = 1  # passes over the policy's training pairs
     dpo_learning_rate: float = 2e-4  # peak learning rate of the policy's LoRA adapters
     dpo_control: bool = True  # first train a policy on DPF minimal pairs alone, the positive control of chapters 06-07
-    dpo_control_epochs: int = 3  # passes over the control's pairs
-    dpo_control_learning_rate: float = 5e-4  # chosen on the validation entities, never on the test sets
+    dpo_control_epochs: int = 2  # passes over the control's pairs
+    dpo_control_learning_rate: float = 1e-3  # chosen on the validation entities, never on the test sets
     dpo_control_sft_weight: float = 1.0  # the control's SFT term on its chosen responses
     dpo_control_mirrors: int = 2  # copies of each no-instruction pair, which keep the entity where no one asked
     dpo_control_pairs: int = 0  # most DPF training pairs the control learns from, drawn by seed, 0 means all
     global_batch_size: int = 8  # pairs per optimizer step, over all processes and accumulation steps
-    device_batch_size: int = 1  # pairs per forward pass on one device; above 1, grouped by length (chapter 06)
+    device_batch_size: int = 2  # pairs per forward pass on one device; above 1, grouped by length (chapter 06)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass, less memory for more time
     precompute_ref_log_probs: bool = True  # the frozen reference's log-probabilities computed once, before training
     optim: str = 'adamw_torch'  # optimizer as transformers names it, paged_adamw_32bit for QLoRA on a GPU

@@ -50,17 +50,20 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # greedy originals alone (33 DPF training pairs); with the recipe's sampled originals (52 pairs) the fall is 0.567 ->
 # 0.467 (6 stopped, 3 started), exactly 0.10, so this passes at smoke size on the limit and fails at the defaults.
 # At the defaults with dpf_original_samples=4 (96 pairs; chapters 03, 06, 07 re-run): 0.442 -> 0.404 (n=52, 9 stopped,
-# 7 started). On an Intel Xeon with AMX (other generations, so other pairs), where the committed outputs come from:
+# 7 started). On an Intel Xeon with AMX (other generations, so other pairs), where the committed outputs came from:
 # 0.462 -> 0.288 (n=52) at the defaults; 0.567 -> 0.467 in smoke (51 DPF training pairs), on the limit again. With
 # DPO's decoder layers compiled (chapter 06's reference_in_training_graph), at the defaults: 0.462 -> 0.308 (9 stopped,
 # 1 started, p = 0.022); in smoke 0.567 -> 0.500 (3 stopped, 1 started), within the limit; with the smoke recipe's 2
 # passes of the control (3 before), 0.567 -> 0.467 (6 stopped, 3 started), on the limit; on an AMD EPYC, 0.567 -> 0.400
 # in smoke with 2 passes (6 stopped, 1 started). With the smoke recipe's prompt_instruction, on an AMD EPYC, the seen
 # entities' untold rate rises instead: 0.300 -> 0.400 with 2 passes, 0.300 -> 0.433 with 3 (2 stopped, 6 started), and
-# 0.300 -> 0.433 at the recipe's learning rate 1e-3 and 2 passes (1 stopped, 5 started, p = 0.22)
+# 0.300 -> 0.433 at the recipe's learning rate 1e-3 and 2 passes (1 stopped, 5 started, p = 0.22). With the line and
+# 1e-3 for 2 passes as the notebooks' defaults, on an AMD EPYC (the committed outputs since 2026-12-07): 0.346 -> 0.462
+# (n=52, 5 stopped, 11 started, p = 0.21); on the validation entities 0.190 -> 0.333 (n=42)
 @pytest.mark.xfail(reason='the control moves seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
                           '(defaults, Intel); in smoke 0.567 -> 0.467 with 2 passes (0.500 with 3), 0.567 -> 0.400 '
-                          'on AMD; with prompt_instruction 0.300 -> 0.433 (smoke, AMD, 5e-4 and 1e-3)', strict=False)
+                          'on AMD; with prompt_instruction 0.300 -> 0.433 (smoke, AMD, 5e-4 and 1e-3), 0.346 -> 0.462 '
+                          '(defaults, AMD, 1e-3)', strict=False)
 def test_dpo_control_keeps_the_uninstructed_rate_on_seen_entities(metrics):
     untold = control_row(metrics, 'seen entities, no instruction')
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -73,10 +76,11 @@ def bt_control(metrics, method:str) -> dict:
 # 3-fold pilot on the 33 smoke training pairs found nothing better than six passes at 5e-4 (0.909): 12 passes 0.909, lr
 # 1e-3 0.818, minimal pairs added 0.818 / 0.758 (n=33). With the smoke recipe's sampled originals
 # (dpf_original_samples), six passes over 52 pairs: 0.926 [0.824, 0.971] (n=54). On an Intel Xeon with AMX (the
-# committed outputs): 1.000 [0.929, 1.000] (n=50) over 51 pairs in smoke, but 0.889 [0.788, 0.945] (n=63) over 61 at
-# the defaults, below 0.90: the threshold is not met on every run. The smoke recipe on an AMD EPYC: 0.907
-# [0.801, 0.960] (n=54) over 52 pairs; with its prompt_instruction (most answers then end): 0.978 [0.887, 0.996] (n=46)
-# over 42
+# committed outputs until 2026-12-07): 1.000 [0.929, 1.000] (n=50) over 51 pairs in smoke, but 0.889 [0.788, 0.945]
+# (n=63) over 61 at the defaults, below 0.90: the threshold is not met on every run. The smoke recipe on an AMD EPYC:
+# 0.907 [0.801, 0.960] (n=54) over 52 pairs; with its prompt_instruction (most answers then end): 0.978 [0.887, 0.996]
+# (n=46) over 42; at the defaults with the line, on an AMD EPYC (the committed outputs since): 1.000 [0.938, 1.000]
+# (n=58) over 70
 def test_reward_model_control_on_dpf_pairs(metrics):
     c = bt_control(metrics, 'dpf')
     assert c['accuracy'] >= 0.90 and c['ci low'] > 0.75, c
@@ -86,7 +90,8 @@ def test_reward_model_control_on_dpf_pairs(metrics):
 # (almost_control_prompts): 0.760 [0.626, 0.857], n=50, in a smoke run (untrained 0.700); 0.750 [0.612, 0.851], n=48,
 # at the notebooks' defaults (untrained 0.729); with the smoke recipe's prompt_instruction on an AMD EPYC, 0.727
 # [0.582, 0.837], n=44 (untrained 0.455). On an Intel Xeon with AMX: 0.809 [0.675, 0.896], n=47, untrained 0.489,
-# in smoke; 0.729 [0.590, 0.834], n=48, untrained 0.458, at the defaults (the committed outputs)
+# in smoke; 0.729 [0.590, 0.834], n=48, untrained 0.458, at the defaults (the committed outputs until 2026-12-07). At
+# the defaults with the line on an AMD EPYC (committed since): 0.727 [0.582, 0.837], n=44, untrained 0.455
 def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
     assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c
@@ -95,7 +100,8 @@ def test_reward_model_control_on_almost_pairs(metrics):
 # FULL_LEARNING_RATE 0.978 [0.887, 0.996], position bias 0.022 (1 of 46 pairs), no ties, Bradley-Terry 0.978 on the same
 # pairs; 10 passes 0.913 [0.797, 0.966], position bias 0.304, 0.065 below Bradley-Terry. Untrained: 0.489, 0.935
 ADAPTER_AT_CHANCE = ('with an adapter GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, 0.657], '
-                     'position bias 0.95 (n=63, defaults); 0.590 [0.452, 0.715], 0.92 (n=50, smoke)')
+                     'position bias 0.95 (n=63, defaults, Intel); 0.543 [0.416, 0.665], 0.97 (n=58, defaults, AMD); '
+                     '0.590 [0.452, 0.715], 0.92 (n=50, smoke)')
 
 def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_terry(record, metrics, request):
     rows = [r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone']
@@ -109,7 +115,8 @@ def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_ter
 # the refusal cue, where the DPF rule with an adapter stays at chance: 1.000 [0.916, 1.000], position bias 0.00,
 # n=42, in a smoke run (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187); on
 # an Intel Xeon with AMX 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159); with the smoke recipe's
-# prompt_instruction on an AMD EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304)
+# prompt_instruction on an AMD EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304), and at the defaults with it 1.000
+# [0.938, 1.000], n=58 (untrained 0.362)
 def test_genrm_control_learns_a_cue_it_can_read(metrics):
     c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
@@ -119,7 +126,8 @@ def comparison_rows(metrics, judge:str) -> list[dict]:
 
 # before the format lesson was mirrored (each row also with the answers swapped and the other letter): 0.094 / 0.156 at
 # the defaults, 0.208 / 0.125 and 0.042 / 0.125 in two smoke runs (12 chains per set). Mirrored, on an Intel Xeon with
-# AMX: 0.125 / 0.094 at the defaults (32 chains per set), 0.042 / 0.000 in smoke
+# AMX: 0.125 / 0.094 at the defaults (32 chains per set), 0.042 / 0.000 in smoke; at the defaults with the concise line,
+# on an AMD EPYC: 0.125 / 0.000
 def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
     for row in comparison_rows(metrics, 'CoT-GenRM'):  # both sets: a parseable verdict in at least 80 % of chains
         assert row['parse failures'] <= 0.20, row
@@ -132,7 +140,8 @@ def test_cot_genrm_writes_its_verdict_after_the_format_lesson(metrics):
 # STaR-DPO's loss, the same 0.042 / 0.208. With the smoke recipe's prompt_instruction, on bare labelled questions:
 # CoT-GenRM 0.083 / 0.375, STaR-SFT 0.042 / 0.208, STaR-DPO 0.125 / 0.333 (judges trained on questions that end in the
 # line wrote past their budget on questions that do not); with the labelled questions ending in it too
-# (labelled_pairs): 0.083 / 0.042, 0.042 / 0.000 and 0.125 / 0.000
+# (labelled_pairs): 0.083 / 0.042, 0.042 / 0.000 and 0.125 / 0.000; at the defaults with the line (AMD): STaR-SFT
+# 0.000 / 0.031, STaR-DPO 0.094 / 0.062
 @pytest.mark.parametrize('judge', ['STaR-SFT', 'STaR-DPO'])
 def test_star_judges_write_their_verdict(metrics, judge):
     for row in comparison_rows(metrics, judge):
@@ -143,7 +152,7 @@ def test_star_judges_write_their_verdict(metrics, judge):
 # letter (67 of the 74 rows of one run's format lesson ended in [[A]], each chain's own vote; its chains voted A in 0.95
 # of them). With the lesson mirrored and STaR sampling on at least STAR_MIN_PAIRS (24) pairs, on an Intel Xeon with AMX:
 # 63 pairs from 48 comparisons in smoke; 239 from 186 at the defaults (92 before, on AMD); with the smoke recipe's
-# prompt_instruction on an AMD EPYC, 58 from 48
+# prompt_instruction on an AMD EPYC, 58 from 48; at the defaults with the line (AMD), 219 from 194
 def test_star_dpo_trains_on_50_pairs(metrics):
     star_dpo = [r for r in metrics['genrm_stats']['star_rounds'] if r['judge'] == 'STaR-DPO']
     assert sum(r['training rows'] for r in star_dpo) >= 50, star_dpo

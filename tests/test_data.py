@@ -125,6 +125,6 @@ def test_labelled_pairs_end_in_the_runs_line_and_keep_their_answers(tmp_path):
     assert [p['prompt'] for p in got] == ['Capital of France?\nAnswer in one sentence.',
                                           [{'role': 'user', 'content': '2 + 2?\nAnswer in one sentence.'}]]
     assert [(p['chosen'], p['rejected']) for p in got] == [('Paris.', 'Lyon.'), ('4', '5')]
-    assert labelled_pairs(Config(eval_pairs=str(path))) == load_pairs(str(path))
+    assert labelled_pairs(Config(eval_pairs=str(path), prompt_instruction='')) == load_pairs(str(path))  # no line
     shipped = labelled_pairs(Config(n_eval_pairs=6, prompt_instruction=line))  # sampled as load_pairs samples
     assert [p['chosen'] for p in shipped] == [p['chosen'] for p in load_pairs(n=6)]

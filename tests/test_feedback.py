@@ -72,7 +72,8 @@ def test_contrast_pairs_label_strong_over_weak_and_log_every_drop():
 # --- judges ------------------------------------------------------------------------------------------------------------
 
 def test_control_prompts_are_the_held_out_share_of_the_prompts_after_the_run(tmp_path):
-    cfg = Config(run_dir=str(tmp_path), n_prompts=48, almost_control_prompts=160, heldout_fraction=0.25)
+    cfg = Config(run_dir=str(tmp_path), n_prompts=48, almost_control_prompts=160, heldout_fraction=0.25,
+                 prompt_instruction='')  # the prompts as shipped
     extra = control_prompts(cfg)
     run_prompts = {r['prompt'] for r in load_prompts(n=48)}
     after = load_prompts(n=208)[48:]
@@ -206,6 +207,6 @@ def test_write_pairs_removes_stale_split_and_cards_empty_methods(tmp_path):
     assert '## No pairs' in (tmp_path/'rlaif.md').read_text() and not list(tmp_path.glob('rlaif_*.jsonl'))
 
 def test_control_prompts_end_in_the_runs_prompt_instruction(tmp_path):
-    cfg = Config(run_dir=str(tmp_path), n_prompts=48, almost_control_prompts=160)
+    cfg = Config(run_dir=str(tmp_path), n_prompts=48, almost_control_prompts=160, prompt_instruction='')
     plain, asked = control_prompts(cfg), control_prompts(replace(cfg, prompt_instruction='Be brief.'))
     assert [r['prompt'] for r in asked] == [r['prompt'] + '\nBe brief.' for r in plain]
