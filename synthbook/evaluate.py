@@ -16,8 +16,8 @@ from .generate import LoopBackend, as_messages
 from .reward import accuracy_row, credit, wilson_interval
 
 # %% auto #0
-__all__ = ['greedy_answers', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact', 'mention_row',
-           'distinct_n', 'length_row', 'avoidance_rows']
+__all__ = ['greedy_answers', 'before_after', 'sign_test', 'p_value', 'win_rate_row', 'mcnemar_exact', 'paired_change',
+           'mention_row', 'distinct_n', 'length_row', 'avoidance_rows']
 
 # %% ../nbs/07_evaluate.ipynb #9e857f8f
 def greedy_answers(model, tokenizer,
@@ -83,12 +83,35 @@ def mcnemar_exact(only_before:int, only_after:int) -> float:
     "Two-sided exact McNemar p-value: the sign test on the discordant pairs, counted by `only_before` and `only_after`."
     return sign_test(only_before, only_after)
 
+# %% ../nbs/07_evaluate.ipynb #f100bade
+def paired_change(both:int,  # items that count before and after
+                  only_before:int,  # items that count before only
+                  only_after:int,  # items that count after only
+                  neither:int,  # items that count in neither reading
+                  z:float=1.96,  # normal quantile, 1.96 for 95%
+                 ) -> tuple[float, float, float]:  # (after - before, interval low, interval high)
+    ("The change of a rate between two readings of the same items, after minus before, with Newcombe's square-and-add "
+     "interval: each rate's Wilson interval, joined through the correlation of the two readings.")
+    n = both + only_before + only_after + neither
+    if n == 0: raise DataError("no paired readings to compare")
+    before, after = (both + only_before) / n, (both + only_after) / n
+    lo_before, hi_before = wilson_interval(both + only_before, n, z)
+    lo_after, hi_after = wilson_interval(both + only_after, n, z)
+    margins = (both + only_before) * (only_after + neither) * (both + only_after) * (only_before + neither)
+    agree = both * neither - only_before * only_after
+    # Newcombe's correlation estimate, shrunk by n/2 when positive, 0 where a reading has one value throughout
+    phi = 0.0 if margins == 0 else (agree - n / 2 if agree > n / 2 else min(agree, 0)) / math.sqrt(margins)
+    down, up = (after - lo_after, hi_before - before), (hi_after - after, before - lo_before)
+    change = after - before
+    return (change, change - math.sqrt(down[0]**2 + down[1]**2 - 2 * phi * down[0] * down[1]),
+            change + math.sqrt(up[0]**2 + up[1]**2 - 2 * phi * up[0] * up[1]))
+
 # %% ../nbs/07_evaluate.ipynb #21163031
 def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid_aliases`, `prefer`)
                 before:list[str], after:list[str], **extra) -> dict:
-    ("Mention rate of the avoided entity before and after (Wilson interval on after), its relative change, the "
-     "discordant counts, how many of the responses that stopped name the preferred entity instead, and the exact "
-     "McNemar p-value.")
+    ("Mention rate of the avoided entity before and after (Wilson interval on after), its relative change, its change "
+     "with `paired_change`'s interval, the discordant counts, how many of the responses that stopped name the "
+     "preferred entity instead, and the exact McNemar p-value.")
     if not rows: raise DataError("no Pink Elephant rows to measure")
     b = [mentions_avoided(x, r) > 0 for x, r in zip(before, rows, strict=True)]
     a = [mentions_avoided(x, r) > 0 for x, r in zip(after, rows, strict=True)]
@@ -96,9 +119,13 @@ def mention_row(rows:list[dict],  # Pink Elephant rows, with `avoid` (and `avoid
     swapped = sum(x and not y and bool(r.get('prefer')) and mentions(text, r['prefer']) > 0
                   for x, y, r, text in zip(b, a, rows, after))
     lo, hi = wilson_interval(sum(a), len(a))
+    change, change_lo, change_hi = paired_change(sum(x and y for x, y in zip(b, a)), only_b, only_a,
+                                                 sum(not x and not y for x, y in zip(b, a)))
     return extra | {'n': len(rows), 'before': round(float(np.mean(b)), 3), 'after': round(float(np.mean(a)), 3),
                     'after ci low': round(lo, 3), 'after ci high': round(hi, 3),
                     'relative change': round((np.mean(a) - np.mean(b)) / np.mean(b), 3) if any(b) else None,
+                    'change': round(change, 3), 'change ci low': round(change_lo, 3),
+                    'change ci high': round(change_hi, 3),
                     'stopped mentioning': only_b, 'named the alternative': swapped, 'started mentioning': only_a,
                     'p (McNemar)': p_value(mcnemar_exact(only_b, only_a))}
 

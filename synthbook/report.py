@@ -198,9 +198,12 @@ def _summary(d) -> list[dict]:
                          'result': f"{l['words before']} → {l['words after']}"})
         for m in e.get('control', []):
             change = f"{m['relative change']:+.0%}, " if m['relative change'] is not None else ''
+            # the change's interval says whether "within 0.10 of the base" can be read at this n (older runs lack it)
+            moved = (f"; change {m['change']:+.3f} [{m['change ci low']:+.3f}, {m['change ci high']:+.3f}]"
+                     if 'change ci low' in m else '')
             rows.append({'step': f"07 positive control (DPO on minimal pairs), mention rate, {m['set']}",
                          'result': f"{m['before']:.3f} → {m['after']:.3f} ({change}n={m['n']}, "
-                                   f"{_p_text(m['p (McNemar)'])}; words {m['words before']} → {m['words after']})"})
+                                   f"{_p_text(m['p (McNemar)'])}{moved}; words {m['words before']} → {m['words after']})"})
     return rows
 
 REPORT_SECTIONS = [('02 Generation', 'generation_stats.json', _section_generation),
