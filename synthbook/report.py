@@ -203,7 +203,8 @@ def _summary(d) -> list[dict]:
                      if 'change ci low' in m else '')
             rows.append({'step': f"07 positive control (DPO on minimal pairs), mention rate, {m['set']}",
                          'result': f"{m['before']:.3f} → {m['after']:.3f} ({change}n={m['n']}, "
-                                   f"{_p_text(m['p (McNemar)'])}{moved}; words {m['words before']} → {m['words after']})"})
+                                   f"{_p_text(m['p (McNemar)'])}{moved}; "
+                                   f"words {m['words before']} → {m['words after']})"})
     return rows
 
 REPORT_SECTIONS = [('02 Generation', 'generation_stats.json', _section_generation),

@@ -35,8 +35,8 @@ def test_dpo_control_lowers_the_instructed_mention_rate(metrics, entities, drop,
 # with the smoke recipe's prompt_instruction on an AMD EPYC, at the notebooks' learning rate 5e-4: 0.354 -> 0.396 with 2
 # passes, 0.354 -> 0.458 with 3 (3 stopped, 8 started, p = 0.23: a rise of 0.104, past the limit by one prompt in 48);
 # at the recipe's 1e-3 and 2 passes, chosen on the validation entities (chapter 07's sweep): 0.354 -> 0.354 (4 / 4).
-# Met as a point estimate; the change's paired interval (chapter 07's paired_change) is 0.000 [-0.120, 0.120] there (n=48)
-# and +0.024 [-0.071, 0.117] at the defaults (n=84): no large move, but not confirmed within 0.10 at these sizes
+# Met as a point estimate; the change's paired interval (chapter 07's paired_change) is 0.000 [-0.120, 0.120]
+# there (n=48) and +0.024 [-0.071, 0.117] at the defaults (n=84): no large move, not confirmed within 0.10 at these sizes
 def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
     untold = control_row(metrics, 'unseen entities, no instruction')  # avoidance on request, not a forgotten entity
     assert abs(untold['after'] - untold['before']) <= 0.10, untold
@@ -61,9 +61,9 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # entities' untold rate rises instead: 0.300 -> 0.400 with 2 passes, 0.300 -> 0.433 with 3 (2 stopped, 6 started), and
 # 0.300 -> 0.433 at the recipe's learning rate 1e-3 and 2 passes (1 stopped, 5 started, p = 0.22). With the line and
 # 1e-3 for 2 passes as the notebooks' defaults, on an AMD EPYC (the committed outputs since 2026-12-07): 0.346 -> 0.462
-# (n=52, 5 stopped, 11 started, p = 0.21); on the validation entities 0.190 -> 0.333 (n=42). The change's paired interval
-# (chapter 07's paired_change) covers both no change and a rise past 0.10 at the defaults (+0.115 [-0.036, 0.259], n=52)
-# and in smoke (+0.133 [-0.032, 0.287], n=30): at these sizes the prompts cannot decide this check either way
+# (n=52, 5 stopped, 11 started, p = 0.21); on the validation entities 0.190 -> 0.333 (n=42). The change's paired
+# interval (chapter 07's paired_change) covers both no change and a rise past 0.10 at the defaults (+0.115 [-0.036,
+# 0.259], n=52) and in smoke (+0.133 [-0.032, 0.287], n=30): at these sizes the prompts cannot decide this check
 @pytest.mark.xfail(reason='the control moves seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
                           '(defaults, Intel); in smoke 0.567 -> 0.467 with 2 passes (0.500 with 3), 0.567 -> 0.400 '
                           'on AMD; with prompt_instruction 0.300 -> 0.433 (smoke, AMD, 5e-4 and 1e-3), 0.346 -> 0.462 '

@@ -5,8 +5,8 @@ from synthbook.run import sha256_file
 
 # The smoke recipe at about half its work, so that `make test` keeps inside CI's time: every stage and every method still
 # runs on the real model, on fewer prompts, pairs and tokens (`make smoke` runs it at full size). STaR samples 2 chains
-# per comparison, not 4: on an AMD EPYC chapter 05 took 319 of the run's 717 s with 4 (STaR-DPO 61 s), 298 with 2 (31 s).
-# The CoT format lesson learns from the chains of 16 pairs, not 64 (with 64 it took 61 s of chapter 05's 309 here)
+# per comparison, not 4: on an AMD EPYC chapter 05 took 319 of the run's 717 s with 4 (STaR-DPO 61 s), 298 with 2 (31 s)
+# and the CoT format lesson learns from the chains of 16 pairs, not 64 (which took 61 s of chapter 05's 309 here)
 SMALLER = dict(n_prompts=16, pink_elephant_entities=16, n_samples=2, max_new_tokens=32, judge_train_pairs=8,
                judge_eval_pairs=4, n_eval_pairs=12, dpo_train_pairs=8, revision_samples=1,
                judge_control_epochs=1, dpo_control_epochs=1, star_samples=2, cot_format_pairs=16)
