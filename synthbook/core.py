@@ -107,7 +107,8 @@ class Config:
     judge_epochs: int = 1  # passes over each judge's training data
     judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
     judge_batch_size: int = 8  # examples per optimisation step of a judge
-    judge_control_epochs: int = 3  # epochs of GenRM's control on the DPF rule, 0 skips it (not the refusal cue)
+    judge_control_epochs: int = 14  # passes of GenRM's control on the DPF rule, 0 skips it (and runs the refusal cue)
+    judge_control_pairs: int = 35  # most DPF training pairs that control learns from, drawn by seed, 0 means all
     judge_control_full: bool = False  # GenRM's DPF-rule control trains every weight (fp32) instead of LoRA adapters
     cot_samples: int = 1  # rationales per order for a chain-of-thought verdict, the k of majority voting
     cot_max_new_tokens: int = 32  # tokens of rationale, the verdict gets 8 more
@@ -221,7 +222,7 @@ RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 
           'rm_learning_rate': '(0, inf)', 'rm_batch_size': '[1, inf)', 'max_length': '[16, inf)',
           'n_eval_pairs': '[0, inf)', 'judge_train_pairs': '[0, inf)', 'judge_eval_pairs': '[0, inf)',
           'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)', 'judge_batch_size': '[1, inf)',
-          'judge_control_epochs': '[0, inf)',
+          'judge_control_epochs': '[0, inf)', 'judge_control_pairs': '[0, inf)',
           'cot_samples': '[1, inf)', 'cot_max_new_tokens': '[1, inf)', 'cot_temperature': '[0, inf)',
           'cot_format_pairs': '[1, inf)',
           'star_samples': '[1, inf)', 'star_iterations': '[1, inf)', 'star_dpo_beta': '(0, inf)',

@@ -110,9 +110,11 @@ def _section_genrm(d, g):
     import pandas as pd
     t = pd.DataFrame(g['comparison']).set_index(['judge', 'set'])
     _draw(ci_plot(t.dropna(subset=['accuracy']), 'accuracy', 'judges on the same held-out pairs'), d, 'judge_accuracy')
-    trained_on = ('DPF pairs alone and on the same pairs with each rejected answer a refusal'
-                  if any(r['judge'] == 'GenRM, dpf alone' for r in g.get('control', [])) else
-                  'DPF pairs with each rejected answer a refusal (not on the DPF rule alone: judge_control_epochs 0)')
+    judges = {r['judge'] for r in g.get('control', [])}
+    rule, cue = 'GenRM, dpf alone' in judges, 'GenRM, dpf, rejected a refusal' in judges
+    trained_on = ' and on '.join(['DPF pairs alone'] * rule + ['DPF pairs with each rejected answer a refusal'] * cue)
+    trained_on += ('' if rule else ' (not on the DPF rule alone: judge_control_epochs 0)') + (
+        '' if cue else ' (no refusal control: GenRM beat chance on the rule)')
     control = g.get('control') and [f'Positive controls, GenRM trained on {trained_on}, on their held-out pairs:',
                                     md_table(g['control']), 'Checks: ' + ', '.join(
                                         f"{k} {'yes' if v else 'no'}" for k, v in g['control_checks'].items()) + '.']

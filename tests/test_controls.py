@@ -103,15 +103,16 @@ def test_reward_model_control_on_almost_pairs(metrics):
 # trained in full (judge_control_full) on a copy of an AMD smoke run's folder, 42 training pairs: 20 passes at
 # FULL_LEARNING_RATE 0.978 [0.887, 0.996], position bias 0.022 (1 of 46 pairs), no ties, Bradley-Terry 0.978 on the same
 # pairs; 10 passes 0.913 [0.797, 0.966], position bias 0.304, 0.065 below Bradley-Terry. Untrained: 0.489, 0.935
-ADAPTER_AT_CHANCE = ('with an adapter GenRM stays at chance with position bias near 0.9 at 135M: 0.540 [0.418, 0.657], '
-                     'position bias 0.95 (n=63, defaults, Intel); 0.543 [0.416, 0.665], 0.97 (n=58, defaults, AMD); '
-                     '0.590 [0.452, 0.715], 0.92 (n=50, smoke)')
+ADAPTER_BY_POSITION = ('with an adapter, at CONTROL_LEARNING_RATE for 14 passes over 35 pairs, GenRM reaches parity at '
+                       '135M but still gives one letter in both orders on a third of the pairs: 0.974 [0.895, 0.994], '
+                       'position bias 0.345, Bradley-Terry 1.000 (n=58, defaults, AMD); 7 passes over 70 pairs 0.836 '
+                       '[0.721, 0.910], 0.241; at the judges\' 2e-4 for 3 passes it stayed at chance, 0.543, 0.97')
 
 def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_terry(record, metrics, request):
     rows = [r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone']
     if not rows: pytest.skip(f'{RUN}: GenRM was not trained on the DPF rule alone (judge_control_epochs 0)')
     if not record['parameters'].get('judge_control_full', False):  # in full it must pass
-        request.applymarker(pytest.mark.xfail(reason=ADAPTER_AT_CHANCE, strict=False))
+        request.applymarker(pytest.mark.xfail(reason=ADAPTER_BY_POSITION, strict=False))
     c, bt = rows[0], bt_control(metrics, 'dpf')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
     assert abs(c['accuracy'] - bt['accuracy']) <= 0.05, (c, bt)  # the GenRM paper's in-domain parity
@@ -122,8 +123,12 @@ def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_ter
 # prompt_instruction on an AMD EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304), and at the defaults with it 1.000
 # [0.938, 1.000], n=58 (untrained 0.362)
 def test_genrm_control_learns_a_cue_it_can_read(metrics):
-    c = next(r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal')
-    assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
+    g = metrics['genrm_stats']
+    rows = [r for r in g['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal']
+    if not rows:  # chapter 05 leaves it out only where GenRM beats chance on the DPF rule itself
+        assert g['control_checks'].get('DPF rule: interval above 0.5'), g['control_checks']
+        pytest.skip(f'{RUN}: no refusal control, GenRM beat chance on the DPF rule')
+    assert rows[0]['ci low'] > 0.5 and rows[0]['position bias'] <= 0.30, rows[0]
 
 def comparison_rows(metrics, judge:str) -> list[dict]:
     return [r for r in metrics['genrm_stats']['comparison'] if r['judge'] == judge]
