@@ -107,7 +107,7 @@ class Config:
     judge_epochs: int = 1  # passes over each judge's training data
     judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
     judge_batch_size: int = 8  # examples per optimisation step of a judge
-    judge_control_epochs: int = 14  # passes of GenRM's control on the DPF rule, 0 skips it (and runs the refusal cue)
+    judge_control_epochs: int = 10  # passes of GenRM's control on the DPF rule, 0 skips it (and runs the refusal cue)
     judge_control_pairs: int = 35  # most DPF training pairs that control learns from, drawn by seed, 0 means all
     judge_control_full: bool = False  # GenRM's DPF-rule control trains every weight (fp32) instead of LoRA adapters
     cot_samples: int = 1  # rationales per order for a chain-of-thought verdict, the k of majority voting

@@ -100,28 +100,24 @@ def test_reward_model_control_on_almost_pairs(metrics):
     c = bt_control(metrics, 'almost')
     assert c['accuracy'] >= 0.70 and c['ci low'] > 0.5, c
 
-# trained in full (judge_control_full) on a copy of an AMD smoke run's folder, 42 training pairs: 20 passes at
-# FULL_LEARNING_RATE 0.978 [0.887, 0.996], position bias 0.022 (1 of 46 pairs), no ties, Bradley-Terry 0.978 on the same
-# pairs; 10 passes 0.913 [0.797, 0.966], position bias 0.304, 0.065 below Bradley-Terry. Untrained: 0.489, 0.935
-ADAPTER_BY_POSITION = ('with an adapter, at CONTROL_LEARNING_RATE for 14 passes over 35 pairs, GenRM reaches parity at '
-                       '135M but still gives one letter in both orders on a third of the pairs: 0.974 [0.895, 0.994], '
-                       'position bias 0.345, Bradley-Terry 1.000 (n=58, defaults, AMD); 7 passes over 70 pairs 0.836 '
-                       '[0.721, 0.910], 0.241; at the judges\' 2e-4 for 3 passes it stayed at chance, 0.543, 0.97')
-
-def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_terry(record, metrics, request):
+# with an adapter at the defaults (10 passes at CONTROL_LEARNING_RATE over 35 pairs, each batch holding both orders of
+# its pairs; AMD): 0.991 [0.923, 0.999], position bias 0.052, n=58, Bradley-Terry 1.000. In shuffled batches: 14 passes
+# 0.974 [0.895, 0.994] with position bias 0.345; 7 passes over 70 pairs 0.836, 0.241; the judges' 3 passes at 2e-4
+# stayed at chance, 0.543, 0.97. Trained in full (judge_control_full), shuffled, on a copy of an AMD smoke run's folder,
+# 42 training pairs: 20 passes 0.978 [0.887, 0.996], position bias 0.022 (n=46), Bradley-Terry 0.978; 10 passes 0.913,
+# 0.304 (untrained 0.489, 0.935)
+def test_genrm_control_beats_chance_without_position_bias_level_with_bradley_terry(metrics):
     rows = [r for r in metrics['genrm_stats']['control'] if r['judge'] == 'GenRM, dpf alone']
     if not rows: pytest.skip(f'{RUN}: GenRM was not trained on the DPF rule alone (judge_control_epochs 0)')
-    if not record['parameters'].get('judge_control_full', False):  # in full it must pass
-        request.applymarker(pytest.mark.xfail(reason=ADAPTER_BY_POSITION, strict=False))
     c, bt = rows[0], bt_control(metrics, 'dpf')
     assert c['ci low'] > 0.5 and c['position bias'] <= 0.30, c
     assert abs(c['accuracy'] - bt['accuracy']) <= 0.05, (c, bt)  # the GenRM paper's in-domain parity
 
-# the refusal cue, where the DPF rule with an adapter stays at chance: 1.000 [0.916, 1.000], position bias 0.00,
-# n=42, in a smoke run (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained 0.187); on
-# an Intel Xeon with AMX 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159); with the smoke recipe's
-# prompt_instruction on an AMD EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304), and at the defaults with it 1.000
-# [0.938, 1.000], n=58 (untrained 0.362)
+# the refusal cue, where the DPF rule's control is skipped (smoke) or at chance: 1.000 [0.916, 1.000], position bias
+# 0.00, n=42, in a smoke run (untrained 0.083); 1.000 [0.946, 1.000], n=67, at the notebooks' defaults (untrained
+# 0.187); on an Intel Xeon with AMX 1.000 [0.943, 1.000], n=63, at the defaults (untrained 0.159); with the smoke
+# recipe's prompt_instruction on an AMD EPYC 1.000 [0.923, 1.000], n=46 (untrained 0.304), and at the defaults with it
+# 1.000 [0.938, 1.000], n=58 (untrained 0.362)
 def test_genrm_control_learns_a_cue_it_can_read(metrics):
     g = metrics['genrm_stats']
     rows = [r for r in g['control'] if r['judge'] == 'GenRM, dpf, rejected a refusal']
