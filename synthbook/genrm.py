@@ -232,7 +232,8 @@ REFUSAL = "I don't know."  # a rejected answer a judge can tell apart without ch
 # the refusal control's passes, learning rate and batch, from a pilot on DPF training pairs split in two by entity,
 # n = 59: 1 pass at the judges' 2e-4 in batches of 8 read 0.254, 3 passes 0.636; 2 passes of 5e-4 in batches of 4, 1.000
 # (on the smoke recipe's pairs split the same way, n = 23, 1 pass of 5e-4 read 0.935 with 13 % ties and position bias
-# 1.00, 2 passes 1.000 with 0.04)
+# 1.00, 2 passes 1.000 with 0.04). Those pilots read shuffled batches; in batches of a pair's two orders, as
+# `genrm_control` trains now, its 2 passes read 1.000 with position bias 0.00 on a smoke run's held-out pairs (n = 46)
 CUE_EPOCHS, CUE_LEARNING_RATE, CUE_BATCH_SIZE = 2, 5e-4, 4
 
 def with_refusals(pairs:list[dict]) -> list[dict]:
