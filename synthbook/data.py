@@ -14,8 +14,8 @@ from .core import PAIR_METHODS, Config
 __all__ = ['PAIR_FIELDS', 'SCORE_FIELDS', 'ROLES', 'CHECKS', 'SHIPPED', 'PAIR_SETS', 'DataError', 'is_messages',
            'text_of', 'check_messages', 'check_prompt', 'check_pair', 'read_jsonl', 'write_jsonl',
            'to_dataset', 'from_dataset', 'asset_path', 'unit_hash', 'sample_rows', 'load_prompts',
-           'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'load_pairs', 'pairs_of',
-           'with_instruction', 'labelled_pairs']
+           'load_prompts_from', 'split_rows', 'sample_entities', 'entity_split', 'trained_entity_probes',
+           'load_pairs', 'pairs_of', 'with_instruction', 'labelled_pairs']
 
 # %% ../nbs/01_data.ipynb #8fbbe401
 class DataError(ValueError):
@@ -146,7 +146,8 @@ def from_dataset(ds, kind:str|None='pairs') -> list[dict]:
     return rows
 
 # %% ../nbs/01_data.ipynb #c5949a0b
-SHIPPED = {'synthbook:general': 'prompts.jsonl', 'synthbook:pink-elephants': 'pink_elephants.jsonl'}
+SHIPPED = {'synthbook:general': 'prompts.jsonl', 'synthbook:pink-elephants': 'pink_elephants.jsonl',
+           'synthbook:pink-elephant-probes': 'pink_elephant_probes.jsonl'}
 
 def asset_path(name:str) -> Path:
     "Path of a file shipped in `synthbook/assets`."
@@ -239,6 +240,14 @@ def entity_split(rows:list[dict],  # Pink Elephant rows, several prompts per `av
             out['seen'].append(entity_rows[-1])
         else: out['train'] += entity_rows
     return out
+
+# %% ../nbs/01_data.ipynb #5b3f9c21
+def trained_entity_probes(probes:list[dict],  # extra Pink Elephant prompts, in no training or test set
+                          train:list[dict],  # the run's Pink Elephant training rows
+                         ) -> list[dict]:
+    "The `probes` about entities a `train` prompt names: new prompts about trained entities, to choose settings on."
+    trained = {r['avoid'] for r in train}
+    return [r for r in probes if r['avoid'] in trained]
 
 # %% ../nbs/01_data.ipynb #eee78d9a
 PAIR_SETS = {'synthbook:judge-check': 'judge_check.jsonl'}

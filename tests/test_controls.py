@@ -63,7 +63,10 @@ def test_dpo_control_keeps_the_uninstructed_rate_on_unseen_entities(metrics):
 # 1e-3 for 2 passes as the notebooks' defaults, on an AMD EPYC (the committed outputs since 2026-12-07): 0.346 -> 0.462
 # (n=52, 5 stopped, 11 started, p = 0.21); on the validation entities 0.190 -> 0.333 (n=42). The change's paired
 # interval (chapter 07's paired_change) covers both no change and a rise past 0.10 at the defaults (+0.115 [-0.036,
-# 0.259], n=52) and in smoke (+0.133 [-0.032, 0.287], n=30): at these sizes the prompts cannot decide this check
+# 0.259], n=52) and in smoke (+0.133 [-0.032, 0.287], n=30): at these sizes the prompts cannot decide this check. On
+# chapter 01's probes (105 new prompts about the defaults' trained entities, kept for choosing settings) the rise is
+# real, +0.133 [0.039, 0.224]. Retrained with one mirror or two, seeds 0 and 1, it rose in all 8 readings there and on
+# the validation entities (+0.03 to +0.12 and +0.14 to +0.31): the seed moves it as much as the mirrors (chapter 07)
 @pytest.mark.xfail(reason='the control moves seen entities untold too: 0.442 -> 0.288 (defaults, AMD), 0.462 -> 0.308 '
                           '(defaults, Intel); in smoke 0.567 -> 0.467 with 2 passes (0.500 with 3), 0.567 -> 0.400 '
                           'on AMD; with prompt_instruction 0.300 -> 0.433 (smoke, AMD, 5e-4 and 1e-3), 0.346 -> 0.462 '

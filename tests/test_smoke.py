@@ -102,8 +102,14 @@ def check_smoke_run(tmp_path):
     assert (c['train_pairs'] + c['too_long']) % (1 + c['mirrors']) == 0  # each told pair and its untold mirrors
     assert c['steps'] == -(-c['train_pairs'] // 8) * c['epochs']
     held['validation'] = len(read_jsonl(tmp_path/'pink_elephants_validation.jsonl', kind='prompts'))
+    # and on chapter 01's probes, one new prompt about each entity a training prompt names
+    probes = read_jsonl(tmp_path/'pink_elephants_probes.jsonl', kind='prompts')
+    trained = {r['avoid'] for r in read_jsonl(tmp_path/'pink_elephants_train.jsonl', kind='prompts')}
+    assert sorted(r['avoid'] for r in probes) == sorted(trained)
+    sets = {f'Pink Elephant, {k} entities': n for k, n in held.items()}
+    sets['Pink Elephant, validation prompts, trained entities'] = len(probes)
     ctrl = {r['set']: r for r in e['control']}
-    assert {(s, r['n']) for s, r in ctrl.items()} == {(f'Pink Elephant, {k} entities, {i}', n) for k, n in held.items()
+    assert {(s, r['n']) for s, r in ctrl.items()} == {(f'{k}, {i}', n) for k, n in sets.items()
                                                       for i in ('instructed', 'no instruction')}
     main = {m['set']: m['before'] for m in e['mention_rates']}
     assert all(ctrl[s]['before'] == b for s, b in main.items())  # the same base responses
