@@ -104,9 +104,10 @@ class Config:
     judge_train_pairs: int = 0  # most training pairs the judges of chapter 05 learn from, 0 means all
     # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 means all
     judge_eval_pairs: int = 16  # most pairs of each evaluation set the judges of chapter 05 are compared on, 0 is all
-    judge_epochs: int = 1  # passes over each judge's training data
-    judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the judges' LoRA adapters
-    judge_batch_size: int = 8  # examples per optimisation step of a judge
+    genrm_epochs: int = 3  # passes of GenRM over its training pairs, each batch holding both orders of its pairs
+    judge_epochs: int = 1  # passes over each STaR judge's training data
+    judge_learning_rate: float = 2e-4  # peak AdamW learning rate of the STaR judges' LoRA adapters
+    judge_batch_size: int = 8  # examples per optimisation step of a STaR judge
     judge_control_epochs: int = 10  # passes of GenRM's control on the DPF rule, 0 skips it (and runs the refusal cue)
     judge_control_pairs: int = 35  # most DPF training pairs that control learns from, drawn by seed, 0 means all
     judge_control_full: bool = False  # GenRM's DPF-rule control trains every weight (fp32) instead of LoRA adapters
@@ -221,7 +222,8 @@ RANGES = {'seed': '[0, inf)', 'n_prompts': '[0, inf)', 'heldout_fraction': '[0, 
           'almost_control_prompts': '[0, inf)', 'rm_epochs': '[1, inf)',
           'rm_learning_rate': '(0, inf)', 'rm_batch_size': '[1, inf)', 'max_length': '[16, inf)',
           'n_eval_pairs': '[0, inf)', 'judge_train_pairs': '[0, inf)', 'judge_eval_pairs': '[0, inf)',
-          'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)', 'judge_batch_size': '[1, inf)',
+          'genrm_epochs': '[1, inf)', 'judge_epochs': '[1, inf)', 'judge_learning_rate': '(0, inf)',
+          'judge_batch_size': '[1, inf)',
           'judge_control_epochs': '[0, inf)', 'judge_control_pairs': '[0, inf)',
           'cot_samples': '[1, inf)', 'cot_max_new_tokens': '[1, inf)', 'cot_temperature': '[0, inf)',
           'cot_format_pairs': '[1, inf)',

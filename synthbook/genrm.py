@@ -18,13 +18,14 @@ from .generate import Backend, LoopBackend, as_messages
 from .reward import accuracy_row, credit
 
 # %% auto #0
-__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'REFUSAL', 'CUE_EPOCHS', 'CUE_LEARNING_RATE',
-           'CUE_BATCH_SIZE', 'CONTROL_LEARNING_RATE', 'CONTROL_BATCH_SIZE', 'FULL_LEARNING_RATE',
-           'FULL_BATCH_SIZE', 'VERDICT_ROOM', 'FORMAT_SENTENCE_TOKENS', 'FORMAT_CHAINS', 'FORMAT_EPOCHS',
-           'FORMAT_LEARNING_RATE', 'STAR_MIN_PAIRS', 'oriented', 'both_orders', 'one_order_each',
-           'judge_system', 'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile',
-           'lean_backward_tile', 'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'fresh_judge',
-           'fresh_judge_from', 'train_judge_sft', 'with_refusals', 'paired_order_rows', 'genrm_control',
+__all__ = ['COMPACT_JUDGE_SYSTEM', 'JUDGE_PROMPTS', 'CPU_VOCAB_TILE', 'GENRM_LEARNING_RATE', 'GENRM_BATCH_SIZE',
+           'REFUSAL', 'CUE_EPOCHS', 'CUE_LEARNING_RATE', 'CUE_BATCH_SIZE', 'CONTROL_LEARNING_RATE',
+           'CONTROL_BATCH_SIZE', 'FULL_LEARNING_RATE', 'FULL_BATCH_SIZE', 'VERDICT_ROOM',
+           'FORMAT_SENTENCE_TOKENS', 'FORMAT_CHAINS', 'FORMAT_EPOCHS', 'FORMAT_LEARNING_RATE',
+           'STAR_MIN_PAIRS', 'oriented', 'both_orders', 'one_order_each', 'judge_system',
+           'judge_conversation', 'judge_row', 'evaluate_judge', 'lean_forward_tile', 'lean_backward_tile',
+           'fast_cpu_logprobs', 'chain_text', 'sft_row', 'genrm_rows', 'paired_order_rows', 'fresh_judge',
+           'fresh_judge_from', 'train_judge_sft', 'train_genrm', 'with_refusals', 'genrm_control',
            'split_chain', 'CoTJudge', 'format_rows', 'hint_conversation', 'star_records', 'star_sft_rows',
            'star_dpo_rows', 'star_summary', 'train_judge_dpo', 'star_pairs', 'save_judge', 'load_judge']
 
@@ -191,6 +192,24 @@ def genrm_rows(pairs:list[dict], system:str) -> list[dict]:
     "GenRM training rows: every pair in both orders, the completion the winner's indicator."
     return [sft_row(it, chain_text('', it[3]), system) for it in both_orders(pairs)]
 
+# %% ../nbs/05_generative_reward_models.ipynb #e8652f30
+def paired_order_rows(pairs:list[dict], system:str, epochs:int, seed:int=0) -> list[dict]:
+    ("GenRM rows for `epochs` passes over `pairs`, each pass in its own seeded order, with a pair's two orders side by "
+     "side: read in sequence, a batch of an even size asks for as many A as B verdicts, on the same answers.")
+    return [row for e in range(epochs) for p in random.Random(seed + e).sample(pairs, len(pairs))
+            for row in genrm_rows([p], system)]
+
+# %% ../nbs/05_generative_reward_models.ipynb #5b1e7c40
+# GenRM's adapter: learning rate and batch, with genrm_epochs, from a pilot on the defaults' 97 training pairs (after
+# the chance gate) split by prompt, DPF pairs by avoided entity, into 67 to train on and 30 to read in both orders,
+# which no test set holds. Shuffled, 1 pass of 2e-4 in batches of 8 read 0.500 [0.332, 0.668] with 93 % ties and
+# position bias 1.00 (its own pairs: 0.525); 3 passes of 1e-3 in batches of 4, 0.500, every verdict a tie. In batches
+# of a pair's two orders side by side at 1e-3 in batches of 4, 3 passes read 0.667 [0.488, 0.808] with position bias
+# 0.40, and 6 passes 0.900 [0.744, 0.965] with 0.07 (0.887 [0.731, 0.958] with 0.19 on another split, 66 and 31).
+# genrm_epochs is 3, not 6: at the defaults 6 passes over all 97 pairs took 635 s, past the chain's 60 minutes
+GENRM_LEARNING_RATE, GENRM_BATCH_SIZE = 1e-3, 4
+
+
 # %% ../nbs/05_generative_reward_models.ipynb #2b730bd9
 def fresh_judge(spec:str, dtype:str='auto', device:str='auto', load_in_4bit:bool=False,
                 lora_r:int=16, lora_alpha:int=32, lora_dropout:float=0.0, seed:int=0):
@@ -227,6 +246,17 @@ def train_judge_sft(model, tokenizer, rows:list[dict], out:Path, epochs:int=1, l
     return _fit(model, lambda: SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                           processing_class=tokenizer))
 
+# %% ../nbs/05_generative_reward_models.ipynb #a41d6e93
+def train_genrm(model, tokenizer, pairs:list[dict], system:str, out:Path, epochs:int,
+                learning_rate:float=GENRM_LEARNING_RATE, batch_size:int=GENRM_BATCH_SIZE, seed:int=0,
+                **kw,  # more `SFTConfig` arguments
+               ):
+    ("GenRM: `train_judge_sft` on `epochs` passes over `pairs` in one go, read in order, so that each batch holds both "
+     "orders of its pairs (`paired_order_rows`); returns the trainer.")
+    return train_judge_sft(model, tokenizer, paired_order_rows(pairs, system, epochs, seed), out, 1, learning_rate,
+                           batch_size, seed, progress=False, train_sampling_strategy='sequential', **kw)
+
+
 # %% ../nbs/05_generative_reward_models.ipynb #8bd85c89
 REFUSAL = "I don't know."  # a rejected answer a judge can tell apart without checking any rule
 # the refusal control's passes, learning rate and batch, from a pilot on DPF training pairs split in two by entity,
@@ -240,13 +270,6 @@ def with_refusals(pairs:list[dict]) -> list[dict]:
     "Copies of `pairs` with each rejected response replaced by `REFUSAL`, in the pair's own format (text or messages)."
     refusal = lambda side: REFUSAL if isinstance(side, str) else [{'role': 'assistant', 'content': REFUSAL}]
     return [p | {'rejected': refusal(p['rejected'])} for p in pairs]
-
-# %% ../nbs/05_generative_reward_models.ipynb #e8652f30
-def paired_order_rows(pairs:list[dict], system:str, epochs:int, seed:int=0) -> list[dict]:
-    ("GenRM rows for `epochs` passes over `pairs`, each pass in its own seeded order, with a pair's two orders side by "
-     "side: read in sequence, a batch of an even size asks for as many A as B verdicts, on the same answers.")
-    return [row for e in range(epochs) for p in random.Random(seed + e).sample(pairs, len(pairs))
-            for row in genrm_rows([p], system)]
 
 # %% ../nbs/05_generative_reward_models.ipynb #2f4d18e8
 # the DPF-rule control's adapter: learning rate and batch from a pilot on the defaults' 70 DPF training pairs split in
@@ -284,11 +307,8 @@ def genrm_control(cfg:Config, method:str, train:list[dict], heldout:list[dict], 
     before.name = 'untrained (the zero-shot judge)'
     untrained = evaluate_judge(before, sets, cfg.judge_tie_margin)[0]
     folder = cfg.out/'judge_controls'/(f'{method}_refusals' if refusals else method)
-    # every pass in one go, read in order: each batch holds both orders of its pairs
-    train_judge_sft(model, tok, paired_order_rows(tr, system, epochs, cfg.seed), folder, 1,
-                    learning_rate or cfg.judge_learning_rate, batch_size or cfg.judge_batch_size, cfg.seed,
-                    progress=False, train_sampling_strategy='sequential',
-                    **(dict(bf16=compute == torch.bfloat16) if full else {}))
+    train_genrm(model, tok, tr, system, folder, epochs, learning_rate or cfg.judge_learning_rate,
+                batch_size or cfg.judge_batch_size, cfg.seed, **(dict(bf16=compute == torch.bfloat16) if full else {}))
     after = PromptedJudge(readable(plain_copy(model)), tok, 'logits', batch_size=cfg.batch_size, system=system)
     after.name = f'GenRM, {variant}' if refusals else f'GenRM, {method} alone'
     trained = evaluate_judge(after, sets, cfg.judge_tie_margin)[0]

@@ -98,6 +98,17 @@ def test_genrm_training_moves_the_indicator_read_out(tmp_path):
     with pytest.raises(ValueError, match='readout must be'): save_judge(m, tok, tmp_path/'x', TINY_MODEL, 'cot-genrm', 'sys')
     with pytest.raises(ModelError, match='not a saved synthbook judge'): load_judge(tmp_path/'t')
 
+def test_train_genrm_puts_a_pairs_two_orders_in_one_batch(tmp_path):
+    import re
+    from synthbook.genrm import train_genrm
+    m, tok = fresh_judge(TINY_MODEL, dtype='float32', device='cpu', seed=0)
+    trainer = train_genrm(m, tok, PAIRS[:3], 'sys', tmp_path/'g', epochs=2, learning_rate=1e-3, batch_size=2)
+    assert trainer.state.global_step == 6  # 2 passes over 3 pairs in both orders, 2 rows a batch
+    batches = list(trainer.get_train_dataloader())
+    questions = [{re.search(r'Question \d', tok.decode(ids)).group() for ids in b['input_ids']} for b in batches]
+    assert len(batches) == 6 and all(len(q) == 1 for q in questions)  # each batch: one pair, asked both ways
+    assert sorted(q.pop() for q in questions[:3]) == ['Question 0', 'Question 1', 'Question 2']  # a pass, every pair
+
 def test_star_dpo_trains_and_saves_only_the_policy_adapter(tmp_path):
     m, tok = fresh_judge(TINY_MODEL, dtype='float32', device='cpu', seed=0)
     rows = [{'prompt': sft_row(oriented(p), '', 'sys')['prompt'],
